@@ -1,0 +1,32 @@
+/* transcoder/: the stream hub, RTMP sessions and HTTP playback.
+ *
+ * This is the only header other folders include. Everything here runs on
+ * the loop thread except the workers it starts itself. */
+#ifndef TC_TC_H
+#define TC_TC_H
+
+#include "core/conf.h"
+#include "core/http.h"
+#include "core/loop.h"
+
+typedef struct tc_conf {
+    long long rtmp_chunk_size;     /* chunk size we send */
+    long long rtmp_max_message;    /* largest RTMP message a peer may send */
+    long long viewer_queue_bytes;  /* per-viewer output queue before dropping */
+} tc_conf_t;
+
+/* Register the transcoder's directives (storage in *tc). */
+int tc_conf_register(core_conf_t *c, tc_conf_t *tc);
+
+typedef struct tc_server tc_server_t;
+
+/* Serve RTMP on the listening socket rtmp_fd (ownership passes) and add
+ * the playback routes (/live/...) to http (borrowed). conf is borrowed.
+ * Returns 0 and *out, or a negative errno (rtmp_fd closed then). */
+int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t *http,
+                  const tc_conf_t *conf);
+
+/* Close every session and free the hub; *sp = NULL. */
+void tc_server_free(tc_server_t **sp);
+
+#endif
