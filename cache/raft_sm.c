@@ -1,0 +1,617 @@
+/* cache/raft_sm: the libraft FSM behind cache/raft: entry kinds, the
+ * versioned and checksummed snapshot image, fork-based snapshots, and the
+ * allocator bridge that makes libraft and libuv allocate through
+ * core/arena. */
+#include "cache/raft_int.h"
+
+#include "core/arena.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define SNAP_MAGIC "OBSN"
+#define SNAP_VERSION 1u
+#define SNAP_TRAILER 12u /* u64 state_len + u32 crc */
+
+/* ---- little-endian helpers -------------------------------------------- */
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- CRC-32 ----------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+    crc_ready = 1;
+}
+
+uint32_t cache_raft_crc32(uint32_t crc, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+
+    if (!crc_ready)
+        crc_init();
+    crc = ~crc;
+    while (n-- > 0)
+        crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- allocator bridge ------------------------------------------------- */
+
+static void *heap_malloc(void *data, size_t n)
+{
+    return core_malloc(CORE_TAG_RAFT_LOG, n);
+}
+
+static void heap_free(void *data, void *p)
+{
+    core_free(p);
+}
+
+static void *heap_calloc(void *data, size_t nmemb, size_t n)
+{
+    return core_calloc(CORE_TAG_RAFT_LOG, nmemb, n);
+}
+
+static void *heap_realloc(void *data, void *p, size_t n)
+{
+    return core_realloc(CORE_TAG_RAFT_LOG, p, n);
+}
+
+/* Over-allocate and keep the block's own address just below the aligned
+ * pointer handed out (raft_uv wants block-aligned buffers for direct I/O). */
+static void *heap_aligned_alloc(void *data, size_t align, size_t n)
+{
+    unsigned char *raw;
+    uintptr_t a;
+
+    if (align < sizeof(void *))
+        align = sizeof(void *);
+    raw = core_malloc(CORE_TAG_RAFT_LOG, n + align + sizeof(void *));
+    if (raw == NULL)
+        return NULL;
+    a = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    ((void **)a)[-1] = raw;
+    return (void *)a;
+}
+
+static void heap_aligned_free(void *data, size_t align, void *p)
+{
+    if (p != NULL)
+        core_free(((void **)p)[-1]);
+}
+
+static void *uv_malloc_(size_t n)
+{
+    return core_malloc(CORE_TAG_RAFT_LOG, n);
+}
+
+static void *uv_realloc_(void *p, size_t n)
+{
+    if (n == 0) {
+        core_free(p);
+        return NULL;
+    }
+    return core_realloc(CORE_TAG_RAFT_LOG, p, n);
+}
+
+static void *uv_calloc_(size_t nmemb, size_t n)
+{
+    return core_calloc(CORE_TAG_RAFT_LOG, nmemb, n);
+}
+
+static struct raft_heap heap = {
+    NULL, heap_malloc, heap_free, heap_calloc, heap_realloc, heap_aligned_alloc, heap_aligned_free,
+};
+
+void cache_raft_heap_install(void)
+{
+    static int done;
+
+    if (done)
+        return;
+    done = 1;
+    if (!crc_ready)
+        crc_init();
+    raft_heap_set(&heap);
+    uv_replace_allocator(uv_malloc_, uv_realloc_, uv_calloc_, core_free);
+}
+
+/* ---- entries ---------------------------------------------------------- */
+
+int cache_raft_entry_new(int kind, const void *body, size_t len, struct raft_buffer *out)
+{
+    unsigned char *p = raft_malloc(len + 1);
+
+    if (p == NULL)
+        return -ENOMEM;
+    p[0] = (unsigned char)kind;
+    if (len > 0)
+        memcpy(p + 1, body, len);
+    out->base = p;
+    out->len = len + 1;
+    return 0;
+}
+
+int cache_raft_node_encode(uint64_t id, const char *addr, unsigned char *buf, size_t len)
+{
+    size_t n = strlen(addr);
+
+    if (n == 0 || n >= CACHE_RAFT_ADDR_MAX || len < 8 + n)
+        return -EINVAL;
+    put_u64(buf, id);
+    memcpy(buf + 8, addr, n);
+    return (int)(8 + n);
+}
+
+const char *cache_raft_sm_node_addr(const cache_raft_sm_t *sm, uint64_t id)
+{
+    for (unsigned i = 0; i < sm->n_nodes; i++)
+        if (sm->nodes[i].id == id)
+            return sm->nodes[i].addr;
+    return NULL;
+}
+
+static void node_set(cache_raft_sm_t *sm, uint64_t id, const char *addr, size_t n)
+{
+    unsigned i;
+
+    for (i = 0; i < sm->n_nodes; i++)
+        if (sm->nodes[i].id == id)
+            break;
+    if (i == sm->n_nodes) {
+        if (sm->n_nodes == CACHE_RAFT_MAX_NODES)
+            return;
+        sm->n_nodes++;
+    }
+    sm->nodes[i].id = id;
+    memcpy(sm->nodes[i].addr, addr, n);
+    sm->nodes[i].addr[n] = '\0';
+}
+
+/* ---- snapshot writer -------------------------------------------------- */
+
+struct cache_raft_writer {
+    int fd;                 /* >= 0: buffered writes to fd; else memory */
+    unsigned char *mem;     /* raft_malloc'd image (memory mode) */
+    size_t len, cap;
+    uint32_t crc;
+    uint64_t total;
+    int err;
+    size_t used;
+    unsigned char buf[65536];
+};
+
+static int writer_flush(cache_raft_writer_t *w)
+{
+    size_t off = 0;
+
+    while (off < w->used) {
+        ssize_t n = write(w->fd, w->buf + off, w->used - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        off += (size_t)n;
+    }
+    w->used = 0;
+    return 0;
+}
+
+static int writer_raw(cache_raft_writer_t *w, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+
+    if (w->err)
+        return w->err;
+    if (w->fd < 0) {
+        if (w->len + n > w->cap) {
+            size_t cap = w->cap ? w->cap : 4096;
+            unsigned char *m;
+
+            while (cap < w->len + n)
+                cap *= 2;
+            m = raft_realloc(w->mem, cap);
+            if (m == NULL)
+                return w->err = -ENOMEM;
+            w->mem = m;
+            w->cap = cap;
+        }
+        memcpy(w->mem + w->len, b, n);
+        w->len += n;
+        return 0;
+    }
+    while (n > 0) {
+        size_t k = sizeof(w->buf) - w->used;
+
+        if (k > n)
+            k = n;
+        memcpy(w->buf + w->used, b, k);
+        w->used += k;
+        b += k;
+        n -= k;
+        if (w->used == sizeof(w->buf) && writer_flush(w) != 0)
+            return w->err = -EIO;
+    }
+    return 0;
+}
+
+static int writer_put(cache_raft_writer_t *w, const void *p, size_t n)
+{
+    w->crc = cache_raft_crc32(w->crc, p, n);
+    w->total += n;
+    return writer_raw(w, p, n);
+}
+
+int cache_raft_write(cache_raft_writer_t *w, const void *p, size_t n)
+{
+    return writer_put(w, p, n);
+}
+
+/* Write a whole image: header, node table, state, trailer. */
+static int image_write(cache_raft_sm_t *sm, cache_raft_writer_t *w)
+{
+    unsigned char h[12], t[SNAP_TRAILER];
+    uint64_t state_start;
+    int rv;
+
+    memcpy(h, SNAP_MAGIC, 4);
+    put_u32(h + 4, SNAP_VERSION);
+    put_u32(h + 8, sm->n_nodes);
+    writer_put(w, h, sizeof(h));
+    for (unsigned i = 0; i < sm->n_nodes; i++) {
+        unsigned char e[10];
+        size_t n = strlen(sm->nodes[i].addr);
+
+        put_u64(e, sm->nodes[i].id);
+        put_u16(e + 8, (uint16_t)n);
+        writer_put(w, e, sizeof(e));
+        writer_put(w, sm->nodes[i].addr, n);
+    }
+    state_start = w->total;
+    rv = sm->user.save(sm->user.arg, w);
+    if (rv == 0)
+        rv = w->err;
+    if (rv != 0)
+        return rv;
+    put_u64(t, w->total - state_start);
+    writer_put(w, t, 8);
+    put_u32(t + 8, w->crc);
+    writer_raw(w, t + 8, 4);
+    if (w->err == 0 && w->fd >= 0)
+        w->err = writer_flush(w);
+    return w->err;
+}
+
+int cache_raft_snapshot_check(const void *buf, size_t len, const unsigned char **state,
+                              size_t *state_len)
+{
+    const unsigned char *p = buf;
+    uint64_t slen;
+    size_t off = 12;
+    uint32_t n;
+
+    if (len < 12 + SNAP_TRAILER || memcmp(p, SNAP_MAGIC, 4) != 0)
+        return -EPROTO;
+    if (get_u32(p + 4) > SNAP_VERSION)
+        return -ENOTSUP;
+    if (get_u32(p + 4) == 0)
+        return -EPROTO;
+    if (cache_raft_crc32(0, p, len - 4) != get_u32(p + len - 4))
+        return -EPROTO;
+    n = get_u32(p + 8);
+    if (n > CACHE_RAFT_MAX_NODES)
+        return -EPROTO;
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t alen;
+
+        if (len - SNAP_TRAILER - off < 10)
+            return -EPROTO;
+        alen = get_u16(p + off + 8);
+        if (alen == 0 || alen >= CACHE_RAFT_ADDR_MAX || len - SNAP_TRAILER - off - 10 < alen)
+            return -EPROTO;
+        off += 10 + alen;
+    }
+    slen = get_u64(p + len - SNAP_TRAILER);
+    if (slen != len - SNAP_TRAILER - off)
+        return -EPROTO;
+    *state = p + off;
+    *state_len = (size_t)slen;
+    return 0;
+}
+
+/* ---- FSM callbacks ---------------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    const unsigned char *p = buf->base;
+    uint64_t index = sm->raft != NULL ? raft_last_applied(sm->raft) + 1 : 0;
+
+    *result = NULL;
+    sm->entries_applied++;
+    if (buf->len < 1) {
+        core_log_warn("raft", "empty log entry skipped", "index=%llu", (unsigned long long)index);
+        return 0;
+    }
+    switch (p[0]) {
+    case CACHE_RAFT_ENTRY_BATCH:
+        sm->user.apply(sm->user.arg, p + 1, buf->len - 1, index);
+        break;
+    case CACHE_RAFT_ENTRY_NODE:
+        if (buf->len > 9 && buf->len - 9 < CACHE_RAFT_ADDR_MAX)
+            node_set(sm, get_u64(p + 1), (const char *)p + 9, buf->len - 9);
+        else
+            core_log_warn("raft", "malformed node entry skipped", "index=%llu",
+                          (unsigned long long)index);
+        break;
+    default:
+        /* A newer version wrote it; skipping keeps the node alive and the
+         * line tells the operator to upgrade. */
+        core_log_warn("raft", "unknown log entry kind skipped", "index=%llu kind=%u",
+                      (unsigned long long)index, p[0]);
+        break;
+    }
+    return 0;
+}
+
+static void threshold_restore(cache_raft_sm_t *sm)
+{
+    if (sm->forced && sm->raft != NULL) {
+        raft_set_snapshot_threshold(sm->raft, sm->threshold);
+        sm->forced = 0;
+    }
+}
+
+static int bufs_out(unsigned char *mem, size_t len, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct raft_buffer *b = raft_malloc(sizeof(*b));
+
+    if (b == NULL) {
+        raft_free(mem);
+        return RAFT_NOMEM;
+    }
+    b->base = mem;
+    b->len = len;
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    int fd, rv;
+    pid_t pid;
+
+    threshold_restore(sm);
+    *bufs = NULL;
+    *n_bufs = 0;
+    if (!sm->fork_mode) {
+        cache_raft_writer_t *w = core_calloc(CORE_TAG_RAFT_SNAP, 1, sizeof(*w));
+
+        if (w == NULL)
+            return RAFT_NOMEM;
+        w->fd = -1;
+        rv = image_write(sm, w);
+        if (rv != 0) {
+            raft_free(w->mem);
+            core_free(w);
+            core_log_warn("raft", "snapshot failed", "error=\"%s\"", strerror(-rv));
+            return RAFT_IOERR;
+        }
+        rv = bufs_out(w->mem, w->len, bufs, n_bufs);
+        core_free(w);
+        return rv;
+    }
+    if (sm->child > 0)
+        return RAFT_BUSY;
+    fd = open(sm->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        core_log_warn("raft", "cannot create snapshot file", "path=%s error=\"%s\"", sm->tmp_path,
+                      strerror(errno));
+        return RAFT_IOERR;
+    }
+    pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return RAFT_IOERR;
+    }
+    if (pid == 0) {
+        /* Child: a copy-on-write view of the keyspace at this index. Only
+         * reads state and writes through a stack buffer; no allocation. */
+        cache_raft_writer_t w;
+
+        memset(&w, 0, sizeof(w) - sizeof(w.buf));
+        w.fd = fd;
+        rv = image_write(sm, &w);
+        if (rv == 0 && fsync(fd) != 0)
+            rv = -EIO;
+        _exit(rv == 0 ? 0 : 1);
+    }
+    close(fd);
+    sm->child = pid;
+    return 0;
+}
+
+/* Runs on a libuv worker thread: wait for the child, load its image. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    unsigned char *mem = NULL;
+    struct stat st;
+    size_t off = 0;
+    int status = 0, fd, rv = RAFT_IOERR;
+
+    while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
+        ;
+    sm->child = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        goto out;
+    fd = open(sm->tmp_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        goto out;
+    if (fstat(fd, &st) != 0 || st.st_size < 12 + (off_t)SNAP_TRAILER ||
+        (mem = raft_malloc((size_t)st.st_size)) == NULL) {
+        close(fd);
+        goto out;
+    }
+    while (off < (size_t)st.st_size) {
+        ssize_t n = read(fd, mem + off, (size_t)st.st_size - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(fd);
+    if (off != (size_t)st.st_size) {
+        raft_free(mem);
+        goto out;
+    }
+    rv = bufs_out(mem, off, bufs, n_bufs);
+out:
+    unlink(sm->tmp_path);
+    return rv;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    cache_raft_sm_t *sm = fsm->data;
+
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++)
+            raft_free((*bufs)[i].base);
+        raft_free(*bufs);
+        sm->snapshots_taken++;
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    const unsigned char *p = buf->base, *state;
+    size_t state_len, off = 12;
+    uint32_t n;
+    int rv = cache_raft_snapshot_check(buf->base, buf->len, &state, &state_len);
+
+    if (rv != 0) {
+        core_log_error("raft", "snapshot image rejected", "bytes=%zu error=\"%s\"", buf->len,
+                       rv == -ENOTSUP ? "written by a newer version" : "corrupt or truncated");
+        return RAFT_CORRUPT;
+    }
+    rv = sm->user.load(sm->user.arg, state, state_len);
+    if (rv != 0) {
+        core_log_error("raft", "snapshot state rejected", "bytes=%zu error=\"%s\"", state_len,
+                       strerror(-rv));
+        return RAFT_CORRUPT;
+    }
+    sm->n_nodes = 0;
+    n = get_u32(p + 8);
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t alen = get_u16(p + off + 8);
+
+        node_set(sm, get_u64(p + off), (const char *)p + off + 10, alen);
+        off += 10 + alen;
+    }
+    sm->snapshots_restored++;
+    raft_free(buf->base);
+    return 0;
+}
+
+int cache_raft_sm_init(cache_raft_sm_t *sm, const cache_raft_fsm_t *user, const char *dir,
+                       int fork_mode)
+{
+    memset(sm, 0, sizeof(*sm));
+    if (fork_mode) {
+        int n = snprintf(sm->tmp_path, sizeof(sm->tmp_path), "%s/oboro-snapshot.tmp", dir);
+
+        if (n < 0 || (size_t)n >= sizeof(sm->tmp_path))
+            return -ENAMETOOLONG;
+    }
+    if (!crc_ready)
+        crc_init();
+    sm->user = *user;
+    sm->fork_mode = fork_mode;
+    sm->fsm.version = 3;
+    sm->fsm.data = sm;
+    sm->fsm.apply = fsm_apply;
+    sm->fsm.snapshot = fsm_snapshot;
+    sm->fsm.restore = fsm_restore;
+    sm->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    sm->fsm.snapshot_async = fork_mode ? fsm_snapshot_async : NULL;
+    return 0;
+}
+
+void cache_raft_sm_close(cache_raft_sm_t *sm)
+{
+    if (sm->child > 0) {
+        int status;
+
+        while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
+            ;
+        sm->child = 0;
+        unlink(sm->tmp_path);
+    }
+}
