@@ -326,12 +326,30 @@ static void flush_batch(cache_raft_t *r)
 {
     round_t *b = r->cur;
     struct raft_buffer buf;
+    size_t pad;
     int rv;
 
     if (b == NULL)
         return;
+    /* libraft wants entry lengths that are multiples of 8 */
+    pad = (8 - r->cur_len % 8) % 8;
+    if (r->cur_len + pad > r->cur_cap) {
+        unsigned char *p = raft_realloc(r->cur_buf, r->cur_len + pad);
+
+        if (p == NULL) {
+            raft_free(r->cur_buf);
+            r->cur = NULL;
+            r->cur_buf = NULL;
+            r->cur_len = r->cur_cap = 0;
+            round_complete(r, b, -ENOMEM);
+            return;
+        }
+        r->cur_buf = p;
+    }
+    memset(r->cur_buf + r->cur_len, 0, pad);
+    r->cur_buf[1] = (unsigned char)pad;
     buf.base = r->cur_buf;
-    buf.len = r->cur_len;
+    buf.len = r->cur_len + pad;
     r->cur = NULL;
     r->cur_buf = NULL;
     r->cur_len = r->cur_cap = 0;
@@ -393,7 +411,7 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
         r->cur = round_get(r);
         if (r->cur == NULL)
             return -ENOMEM;
-        r->cur_cap = len + 1 > 16384 ? len + 1 : 16384;
+        r->cur_cap = len + 16 > 16384 ? len + 16 : 16384;
         r->cur_buf = raft_malloc(r->cur_cap);
         if (r->cur_buf == NULL) {
             round_put(r, r->cur);
@@ -401,8 +419,9 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
             r->cur_cap = 0;
             return -ENOMEM;
         }
+        memset(r->cur_buf, 0, CACHE_RAFT_ENTRY_HDR);
         r->cur_buf[0] = CACHE_RAFT_ENTRY_BATCH;
-        r->cur_len = 1;
+        r->cur_len = CACHE_RAFT_ENTRY_HDR;
         schedule_flush(r);
     }
     if (r->cur_len + len > r->cur_cap) {
@@ -826,6 +845,7 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
     if (uv_loop_init(&r->uv) != 0)
         goto err;
     r->uv_ready = 1;
+    r->sm.uv = &r->uv;
     if (raft_uv_tcp_init(&r->transport, &r->uv) != 0)
         goto err;
     r->transport_ready = 1;

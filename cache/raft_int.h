@@ -2,15 +2,27 @@
  * that unit tests can drive it with libraft's fixture (raft/fixture.h)
  * without sockets or disks.
  *
- * Log entry format: one byte of kind, then the body.
+ * Log entry format: an 8-byte header (u8 kind, u8 pad, 6 zero bytes), the
+ * body, then pad zero bytes: libraft requires every entry's length to be a
+ * multiple of 8 (its encoder pads silently otherwise, and the copies on
+ * disk and on the wire stop matching their checksums).
  *   CACHE_RAFT_ENTRY_BATCH: the concatenated proposals of one batch.
  *   CACHE_RAFT_ENTRY_NODE:  u64 id (LE), then the RESP "host:port" a new
  *                           leader publishes so followers can redirect.
  *
- * Snapshot format, version 1 (all integers little endian):
- *   "OBSN" | u32 version | u32 n_nodes | n_nodes x (u64 id, u16 len, addr)
- *   | state bytes written by fsm->save | u64 state_len | u32 crc32 of all
- *   preceding bytes. */
+ * Snapshot format, version 1 (all integers little endian): an image, then
+ * a tail.
+ *   image: "OBSN" | u32 version | u32 n_nodes | n_nodes x (u64 id, u16 len,
+ *          addr) | state bytes written by fsm->save | u64 state_len |
+ *          u32 crc32 of the image's preceding bytes
+ *   tail:  "OBTL" | u32 n | n x (u64 index, u32 len, log entry) |
+ *          u64 image length | u32 crc32 of the tail's preceding bytes
+ * The tail holds the entries applied after the image's index: with
+ * raft-snapshot-fork, a forked child writes the image of the state at index
+ * X while the loop goes on applying; when libraft asks again at index Y
+ * (it retries on every applied entry while we answer RAFT_BUSY), the
+ * snapshot at Y is the image at X plus entries X+1..Y. raft_uv offers no
+ * async_work, so this is how a 1M-key snapshot stays off the loop. */
 #ifndef CACHE_RAFT_INT_H
 #define CACHE_RAFT_INT_H
 
@@ -18,6 +30,7 @@
 
 #include <raft.h>
 #include <sys/types.h>
+#include <uv.h>
 
 enum {
     CACHE_RAFT_ENTRY_BATCH = 1,
@@ -26,6 +39,7 @@ enum {
 
 #define CACHE_RAFT_MAX_NODES 64
 #define CACHE_RAFT_ADDR_MAX 256
+#define CACHE_RAFT_ENTRY_HDR 8
 
 typedef struct cache_raft_node_addr {
     uint64_t id;
@@ -38,7 +52,19 @@ typedef struct cache_raft_sm {
     cache_raft_fsm_t user;
     char tmp_path[4096];            /* fork mode: where the child writes */
     int fork_mode;
+    uv_loop_t *uv;                  /* fork mode: for the worker that waits */
     pid_t child;
+    enum { PREP_IDLE, PREP_RUNNING, PREP_READY, PREP_FAILED } prep;
+    uint64_t gen, prep_gen;         /* gen moves on at every restore */
+    int work_busy;
+    uv_work_t work;
+    unsigned char *prep_img;        /* the child's image, read by the worker */
+    size_t prep_len;
+    int recording;                  /* applied entries go to the tail */
+    unsigned char *tail;
+    size_t tail_len, tail_cap;
+    uint32_t tail_n;
+    int tail_err;
     cache_raft_node_addr_t nodes[CACHE_RAFT_MAX_NODES];
     unsigned n_nodes;
     unsigned threshold;             /* configured snapshot threshold */
@@ -58,6 +84,11 @@ void cache_raft_sm_close(cache_raft_sm_t *sm);
  * (ownership passes to the caller, or to raft_apply). Returns 0 or
  * -ENOMEM. */
 int cache_raft_entry_new(int kind, const void *body, size_t len, struct raft_buffer *out);
+
+/* Decode an entry: its kind, and body/body_len inside buf. Returns 0 or
+ * -EPROTO (too short, bad padding). Pure. */
+int cache_raft_entry_parse(const void *buf, size_t len, int *kind, const unsigned char **body,
+                           size_t *body_len);
 
 /* Encode a NODE entry body for id and addr into buf (at least
  * 8 + CACHE_RAFT_ADDR_MAX bytes). Returns its length or -EINVAL. */

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +21,7 @@
 #define SNAP_MAGIC "OBSN"
 #define SNAP_VERSION 1u
 #define SNAP_TRAILER 12u /* u64 state_len + u32 crc */
+#define TAIL_MAGIC "OBTL"
 
 /* ---- little-endian helpers -------------------------------------------- */
 
@@ -167,9 +170,13 @@ void cache_raft_heap_install(void)
     if (done)
         return;
     done = 1;
+    if (getenv("NOHEAP"))
+        return;
     if (!crc_ready)
         crc_init();
-    raft_heap_set(&heap);
+    if (!getenv("NORAFTHEAP"))
+        raft_heap_set(&heap);
+    if (!getenv("NOUVHEAP"))
     uv_replace_allocator(uv_malloc_, uv_realloc_, uv_calloc_, core_free);
 }
 
@@ -177,15 +184,33 @@ void cache_raft_heap_install(void)
 
 int cache_raft_entry_new(int kind, const void *body, size_t len, struct raft_buffer *out)
 {
-    unsigned char *p = raft_malloc(len + 1);
+    size_t pad = (8 - len % 8) % 8;
+    unsigned char *p = raft_malloc(CACHE_RAFT_ENTRY_HDR + len + pad);
 
     if (p == NULL)
         return -ENOMEM;
+    memset(p, 0, CACHE_RAFT_ENTRY_HDR);
     p[0] = (unsigned char)kind;
+    p[1] = (unsigned char)pad;
     if (len > 0)
-        memcpy(p + 1, body, len);
+        memcpy(p + CACHE_RAFT_ENTRY_HDR, body, len);
+    memset(p + CACHE_RAFT_ENTRY_HDR + len, 0, pad);
     out->base = p;
-    out->len = len + 1;
+    out->len = CACHE_RAFT_ENTRY_HDR + len + pad;
+    return 0;
+}
+
+int cache_raft_entry_parse(const void *buf, size_t len, int *kind, const unsigned char **body,
+                           size_t *body_len)
+{
+    const unsigned char *p = buf;
+
+    if (len < CACHE_RAFT_ENTRY_HDR || len % 8 != 0 || p[1] > 7 ||
+        len - CACHE_RAFT_ENTRY_HDR < p[1])
+        return -EPROTO;
+    *kind = p[0];
+    *body = p + CACHE_RAFT_ENTRY_HDR;
+    *body_len = len - CACHE_RAFT_ENTRY_HDR - p[1];
     return 0;
 }
 
@@ -229,7 +254,7 @@ static void node_set(cache_raft_sm_t *sm, uint64_t id, const char *addr, size_t 
 
 struct cache_raft_writer {
     int fd;                 /* >= 0: buffered writes to fd; else memory */
-    unsigned char *mem;     /* raft_malloc'd image (memory mode) */
+    unsigned char *mem;     /* the image (memory mode), core_malloc'd */
     size_t len, cap;
     uint32_t crc;
     uint64_t total;
@@ -268,7 +293,7 @@ static int writer_raw(cache_raft_writer_t *w, const void *p, size_t n)
 
             while (cap < w->len + n)
                 cap *= 2;
-            m = raft_realloc(w->mem, cap);
+            m = core_realloc(CORE_TAG_RAFT_SNAP, w->mem, cap);
             if (m == NULL)
                 return w->err = -ENOMEM;
             w->mem = m;
@@ -305,10 +330,10 @@ int cache_raft_write(cache_raft_writer_t *w, const void *p, size_t n)
     return writer_put(w, p, n);
 }
 
-/* Write a whole image: header, node table, state, trailer. */
+/* Write the state image: header, node table, state, state length, crc. */
 static int image_write(cache_raft_sm_t *sm, cache_raft_writer_t *w)
 {
-    unsigned char h[12], t[SNAP_TRAILER];
+    unsigned char h[12], t[12];
     uint64_t state_start;
     int rv;
 
@@ -340,15 +365,110 @@ static int image_write(cache_raft_sm_t *sm, cache_raft_writer_t *w)
     return w->err;
 }
 
+/* ---- the tail: entries applied while a forked child wrote the image ---- */
+
+static int tail_reserve(cache_raft_sm_t *sm, size_t n)
+{
+    unsigned char *p;
+    size_t cap;
+
+    if (sm->tail_len + n <= sm->tail_cap)
+        return 0;
+    cap = sm->tail_cap ? sm->tail_cap : 4096;
+    while (cap < sm->tail_len + n)
+        cap *= 2;
+    p = core_realloc(CORE_TAG_RAFT_SNAP, sm->tail, cap);
+    if (p == NULL)
+        return -ENOMEM;
+    sm->tail = p;
+    sm->tail_cap = cap;
+    return 0;
+}
+
+/* Start a tail: "OBTL", u32 count (patched at the end). */
+static int tail_begin(cache_raft_sm_t *sm)
+{
+    sm->tail_len = 0;
+    sm->tail_n = 0;
+    if (tail_reserve(sm, 8) != 0)
+        return -ENOMEM;
+    memcpy(sm->tail, TAIL_MAGIC, 4);
+    put_u32(sm->tail + 4, 0);
+    sm->tail_len = 8;
+    return 0;
+}
+
+static void tail_record(cache_raft_sm_t *sm, uint64_t index, const void *entry, size_t len)
+{
+    if (tail_reserve(sm, 12 + len) != 0) {
+        sm->tail_err = -ENOMEM;
+        return;
+    }
+    put_u64(sm->tail + sm->tail_len, index);
+    put_u32(sm->tail + sm->tail_len + 8, (uint32_t)len);
+    memcpy(sm->tail + sm->tail_len + 12, entry, len);
+    sm->tail_len += 12 + len;
+    sm->tail_n++;
+}
+
+/* Close the tail: count, then u64 image length and the tail's crc. */
+static int tail_end(cache_raft_sm_t *sm, size_t image_len)
+{
+    if (tail_reserve(sm, 12) != 0)
+        return -ENOMEM;
+    put_u32(sm->tail + 4, sm->tail_n);
+    put_u64(sm->tail + sm->tail_len, image_len);
+    put_u32(sm->tail + sm->tail_len + 8, cache_raft_crc32(0, sm->tail, sm->tail_len + 8));
+    sm->tail_len += 12;
+    return 0;
+}
+
+static void tail_drop(cache_raft_sm_t *sm)
+{
+    core_free(sm->tail);
+    sm->tail = NULL;
+    sm->tail_len = sm->tail_cap = 0;
+    sm->tail_n = 0;
+    sm->tail_err = 0;
+    sm->recording = 0;
+}
+
 int cache_raft_snapshot_check(const void *buf, size_t len, const unsigned char **state,
                               size_t *state_len)
 {
-    const unsigned char *p = buf;
-    uint64_t slen;
-    size_t off = 12;
+    const unsigned char *p = buf, *tail;
+    uint64_t slen, ilen;
+    size_t off = 12, tlen;
     uint32_t n;
 
-    if (len < 12 + SNAP_TRAILER || memcmp(p, SNAP_MAGIC, 4) != 0)
+    /* tail first: it locates the image */
+    if (len < 12 + SNAP_TRAILER + 20)
+        return -EPROTO;
+    ilen = get_u64(p + len - 12);
+    if (ilen < 12 + SNAP_TRAILER || ilen > len - 20)
+        return -EPROTO;
+    tail = p + ilen;
+    tlen = len - (size_t)ilen;
+    if (memcmp(tail, TAIL_MAGIC, 4) != 0 ||
+        cache_raft_crc32(0, tail, tlen - 4) != get_u32(tail + tlen - 4))
+        return -EPROTO;
+    n = get_u32(tail + 4);
+    off = 8;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t elen;
+
+        if (tlen - 12 - off < 12)
+            return -EPROTO;
+        elen = get_u32(tail + off + 8);
+        if (tlen - 12 - off - 12 < elen)
+            return -EPROTO;
+        off += 12 + (size_t)elen;
+    }
+    if (off != tlen - 12)
+        return -EPROTO;
+
+    len = (size_t)ilen;
+    if (memcmp(p, SNAP_MAGIC, 4) != 0)
         return -EPROTO;
     if (get_u32(p + 4) > SNAP_VERSION)
         return -ENOTSUP;
@@ -359,6 +479,7 @@ int cache_raft_snapshot_check(const void *buf, size_t len, const unsigned char *
     n = get_u32(p + 8);
     if (n > CACHE_RAFT_MAX_NODES)
         return -EPROTO;
+    off = 12;
     for (uint32_t i = 0; i < n; i++) {
         uint16_t alen;
 
@@ -379,25 +500,24 @@ int cache_raft_snapshot_check(const void *buf, size_t len, const unsigned char *
 
 /* ---- FSM callbacks ---------------------------------------------------- */
 
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+static void dispatch(cache_raft_sm_t *sm, const void *entry, size_t elen, uint64_t index)
 {
-    cache_raft_sm_t *sm = fsm->data;
-    const unsigned char *p = buf->base;
-    uint64_t index = sm->raft != NULL ? raft_last_applied(sm->raft) + 1 : 0;
+    const unsigned char *p;
+    size_t len;
+    int kind;
 
-    *result = NULL;
-    sm->entries_applied++;
-    if (buf->len < 1) {
-        core_log_warn("raft", "empty log entry skipped", "index=%llu", (unsigned long long)index);
-        return 0;
+    if (cache_raft_entry_parse(entry, elen, &kind, &p, &len) != 0) {
+        core_log_warn("raft", "malformed log entry skipped", "index=%llu bytes=%zu",
+                      (unsigned long long)index, elen);
+        return;
     }
-    switch (p[0]) {
+    switch (kind) {
     case CACHE_RAFT_ENTRY_BATCH:
-        sm->user.apply(sm->user.arg, p + 1, buf->len - 1, index);
+        sm->user.apply(sm->user.arg, p, len, index);
         break;
     case CACHE_RAFT_ENTRY_NODE:
-        if (buf->len > 9 && buf->len - 9 < CACHE_RAFT_ADDR_MAX)
-            node_set(sm, get_u64(p + 1), (const char *)p + 9, buf->len - 9);
+        if (len > 8 && len - 8 < CACHE_RAFT_ADDR_MAX)
+            node_set(sm, get_u64(p), (const char *)p + 8, len - 8);
         else
             core_log_warn("raft", "malformed node entry skipped", "index=%llu",
                           (unsigned long long)index);
@@ -405,10 +525,22 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     default:
         /* A newer version wrote it; skipping keeps the node alive and the
          * line tells the operator to upgrade. */
-        core_log_warn("raft", "unknown log entry kind skipped", "index=%llu kind=%u",
-                      (unsigned long long)index, p[0]);
+        core_log_warn("raft", "unknown log entry kind skipped", "index=%llu kind=%d",
+                      (unsigned long long)index, kind);
         break;
     }
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    uint64_t index = sm->raft != NULL ? raft_last_applied(sm->raft) + 1 : 0;
+
+    *result = NULL;
+    sm->entries_applied++;
+    if (sm->recording)
+        tail_record(sm, index, buf->base, buf->len);
+    dispatch(sm, buf->base, buf->len, index);
     return 0;
 }
 
@@ -420,96 +552,49 @@ static void threshold_restore(cache_raft_sm_t *sm)
     }
 }
 
-static int bufs_out(unsigned char *mem, size_t len, struct raft_buffer *bufs[], unsigned *n_bufs)
+/* Hand libraft two buffers: the image and the tail. Ownership stays here
+ * (fsm version >= 2): snapshot_finalize frees them. */
+static int bufs_out(cache_raft_sm_t *sm, unsigned char *img, size_t img_len,
+                    struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-    struct raft_buffer *b = raft_malloc(sizeof(*b));
+    struct raft_buffer *b = core_malloc(CORE_TAG_RAFT_SNAP, 2 * sizeof(*b));
 
-    if (b == NULL) {
-        raft_free(mem);
+    if (b == NULL || tail_end(sm, img_len) != 0) {
+        core_free(b);
+        core_free(img);
+        tail_drop(sm);
         return RAFT_NOMEM;
     }
-    b->base = mem;
-    b->len = len;
+    b[0].base = img;
+    b[0].len = img_len;
+    b[1].base = sm->tail;
+    b[1].len = sm->tail_len;
+    sm->tail = NULL;
+    tail_drop(sm);
     *bufs = b;
-    *n_bufs = 1;
+    *n_bufs = 2;
     return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+/* Worker thread: wait for the child and read the image it wrote. */
+static void prep_work(uv_work_t *req)
 {
-    cache_raft_sm_t *sm = fsm->data;
-    int fd, rv;
-    pid_t pid;
-
-    threshold_restore(sm);
-    *bufs = NULL;
-    *n_bufs = 0;
-    if (!sm->fork_mode) {
-        cache_raft_writer_t *w = core_calloc(CORE_TAG_RAFT_SNAP, 1, sizeof(*w));
-
-        if (w == NULL)
-            return RAFT_NOMEM;
-        w->fd = -1;
-        rv = image_write(sm, w);
-        if (rv != 0) {
-            raft_free(w->mem);
-            core_free(w);
-            core_log_warn("raft", "snapshot failed", "error=\"%s\"", strerror(-rv));
-            return RAFT_IOERR;
-        }
-        rv = bufs_out(w->mem, w->len, bufs, n_bufs);
-        core_free(w);
-        return rv;
-    }
-    if (sm->child > 0)
-        return RAFT_BUSY;
-    fd = open(sm->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        core_log_warn("raft", "cannot create snapshot file", "path=%s error=\"%s\"", sm->tmp_path,
-                      strerror(errno));
-        return RAFT_IOERR;
-    }
-    pid = fork();
-    if (pid < 0) {
-        close(fd);
-        return RAFT_IOERR;
-    }
-    if (pid == 0) {
-        /* Child: a copy-on-write view of the keyspace at this index. Only
-         * reads state and writes through a stack buffer; no allocation. */
-        cache_raft_writer_t w;
-
-        memset(&w, 0, sizeof(w) - sizeof(w.buf));
-        w.fd = fd;
-        rv = image_write(sm, &w);
-        if (rv == 0 && fsync(fd) != 0)
-            rv = -EIO;
-        _exit(rv == 0 ? 0 : 1);
-    }
-    close(fd);
-    sm->child = pid;
-    return 0;
-}
-
-/* Runs on a libuv worker thread: wait for the child, load its image. */
-static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
-{
-    cache_raft_sm_t *sm = fsm->data;
+    cache_raft_sm_t *sm = req->data;
     unsigned char *mem = NULL;
     struct stat st;
     size_t off = 0;
-    int status = 0, fd, rv = RAFT_IOERR;
+    int status = 0, fd;
 
+    sm->prep_img = NULL;
     while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
         ;
-    sm->child = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         goto out;
     fd = open(sm->tmp_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         goto out;
     if (fstat(fd, &st) != 0 || st.st_size < 12 + (off_t)SNAP_TRAILER ||
-        (mem = raft_malloc((size_t)st.st_size)) == NULL) {
+        (mem = core_malloc(CORE_TAG_RAFT_SNAP, (size_t)st.st_size)) == NULL) {
         close(fd);
         goto out;
     }
@@ -524,13 +609,141 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
     }
     close(fd);
     if (off != (size_t)st.st_size) {
-        raft_free(mem);
+        core_free(mem);
         goto out;
     }
-    rv = bufs_out(mem, off, bufs, n_bufs);
+    sm->prep_img = mem;
+    sm->prep_len = off;
 out:
     unlink(sm->tmp_path);
-    return rv;
+}
+
+static void prep_done(uv_work_t *req, int status)
+{
+    cache_raft_sm_t *sm = req->data;
+
+    sm->child = 0;
+    sm->work_busy = 0;
+    if (sm->prep_gen != sm->gen || sm->prep != PREP_RUNNING) {
+        /* a snapshot was installed meanwhile: this image is stale */
+        core_free(sm->prep_img);
+        sm->prep_img = NULL;
+        return;
+    }
+    sm->prep = sm->prep_img != NULL ? PREP_READY : PREP_FAILED;
+}
+
+/* Fork a child that writes the state at the current index; the entries
+ * applied until libraft asks again are recorded as the tail. */
+static int prep_start(cache_raft_sm_t *sm)
+{
+    int fd;
+    pid_t pid;
+
+    if (sm->work_busy || sm->uv == NULL)
+        return RAFT_BUSY;
+    fd = open(sm->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        core_log_warn("raft", "cannot create snapshot file", "path=%s error=\"%s\"", sm->tmp_path,
+                      strerror(errno));
+        return RAFT_IOERR;
+    }
+    if (tail_begin(sm) != 0) {
+        close(fd);
+        return RAFT_NOMEM;
+    }
+    pid = fork();
+    if (pid < 0) {
+        close(fd);
+        tail_drop(sm);
+        return RAFT_IOERR;
+    }
+    if (pid == 0) {
+        /* Child: a copy-on-write view of the keyspace at this index. Only
+         * reads state and writes through a stack buffer; no allocation. */
+        cache_raft_writer_t w;
+        int rv;
+
+        memset(&w, 0, offsetof(cache_raft_writer_t, buf));
+        w.fd = fd;
+        rv = image_write(sm, &w);
+        if (rv == 0 && fsync(fd) != 0)
+            rv = -EIO;
+        _exit(rv == 0 ? 0 : 1);
+    }
+    close(fd);
+    sm->child = pid;
+    sm->recording = 1;
+    sm->prep = PREP_RUNNING;
+    sm->prep_gen = sm->gen;
+    sm->work_busy = 1;
+    sm->work.data = sm;
+    if (uv_queue_work(sm->uv, &sm->work, prep_work, prep_done) != 0) {
+        /* cannot wait in a worker: reap here (rare) */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        sm->child = 0;
+        sm->work_busy = 0;
+        sm->prep = PREP_IDLE;
+        unlink(sm->tmp_path);
+        tail_drop(sm);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    cache_raft_sm_t *sm = fsm->data;
+    int rv;
+
+    *bufs = NULL;
+    *n_bufs = 0;
+    if (!sm->fork_mode) {
+        cache_raft_writer_t *w = core_calloc(CORE_TAG_RAFT_SNAP, 1, sizeof(*w));
+        unsigned char *img;
+        size_t len;
+
+        threshold_restore(sm);
+        if (w == NULL)
+            return RAFT_NOMEM;
+        w->fd = -1;
+        rv = image_write(sm, w);
+        img = w->mem;
+        len = w->len;
+        core_free(w);
+        if (rv != 0 || tail_begin(sm) != 0) {
+            core_free(img);
+            core_log_warn("raft", "snapshot failed", "error=\"%s\"", strerror(rv ? -rv : ENOMEM));
+            return RAFT_IOERR;
+        }
+        return bufs_out(sm, img, len, bufs, n_bufs);
+    }
+    switch (sm->prep) {
+    case PREP_IDLE:
+        rv = prep_start(sm);
+        /* libraft retries at the next applied entry */
+        return rv == 0 ? RAFT_BUSY : rv;
+    case PREP_RUNNING:
+        return RAFT_BUSY;
+    case PREP_FAILED:
+        core_log_warn("raft", "snapshot child failed; will retry", NULL);
+        tail_drop(sm);
+        sm->prep = PREP_IDLE;
+        return RAFT_BUSY;
+    default: /* PREP_READY */
+        sm->prep = PREP_IDLE;
+        if (sm->tail_err != 0) {
+            core_free(sm->prep_img);
+            sm->prep_img = NULL;
+            tail_drop(sm);
+            return RAFT_NOMEM;
+        }
+        threshold_restore(sm);
+        rv = bufs_out(sm, sm->prep_img, sm->prep_len, bufs, n_bufs);
+        sm->prep_img = NULL;
+        return rv;
+    }
 }
 
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
@@ -539,8 +752,8 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 
     if (*bufs != NULL) {
         for (unsigned i = 0; i < *n_bufs; i++)
-            raft_free((*bufs)[i].base);
-        raft_free(*bufs);
+            core_free((*bufs)[i].base);
+        core_free(*bufs);
         sm->snapshots_taken++;
     }
     *bufs = NULL;
@@ -551,7 +764,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     cache_raft_sm_t *sm = fsm->data;
-    const unsigned char *p = buf->base, *state;
+    const unsigned char *p = buf->base, *state, *tail;
     size_t state_len, off = 12;
     uint32_t n;
     int rv = cache_raft_snapshot_check(buf->base, buf->len, &state, &state_len);
@@ -561,6 +774,14 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
                        rv == -ENOTSUP ? "written by a newer version" : "corrupt or truncated");
         return RAFT_CORRUPT;
     }
+    /* a snapshot being prepared describes a state that is going away */
+    sm->gen++;
+    if (sm->prep != PREP_IDLE) {
+        core_free(sm->prep_img);
+        sm->prep_img = NULL;
+        sm->prep = PREP_IDLE;
+    }
+    tail_drop(sm);
     rv = sm->user.load(sm->user.arg, state, state_len);
     if (rv != 0) {
         core_log_error("raft", "snapshot state rejected", "bytes=%zu error=\"%s\"", state_len,
@@ -574,6 +795,16 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
         node_set(sm, get_u64(p + off), (const char *)p + off + 10, alen);
         off += 10 + alen;
+    }
+    /* then the entries applied while the image was being written */
+    tail = p + get_u64(p + buf->len - 12);
+    n = get_u32(tail + 4);
+    off = 8;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t elen = get_u32(tail + off + 8);
+
+        dispatch(sm, tail + off + 12, elen, get_u64(tail + off));
+        off += 12 + elen;
     }
     sm->snapshots_restored++;
     raft_free(buf->base);
@@ -594,24 +825,24 @@ int cache_raft_sm_init(cache_raft_sm_t *sm, const cache_raft_fsm_t *user, const 
         crc_init();
     sm->user = *user;
     sm->fork_mode = fork_mode;
-    sm->fsm.version = 3;
+    sm->fsm.version = 2;
     sm->fsm.data = sm;
     sm->fsm.apply = fsm_apply;
     sm->fsm.snapshot = fsm_snapshot;
     sm->fsm.restore = fsm_restore;
     sm->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    sm->fsm.snapshot_async = fork_mode ? fsm_snapshot_async : NULL;
     return 0;
 }
 
 void cache_raft_sm_close(cache_raft_sm_t *sm)
 {
-    if (sm->child > 0) {
-        int status;
-
-        while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
+    if (sm->child > 0 && !sm->work_busy) {
+        while (waitpid(sm->child, NULL, 0) < 0 && errno == EINTR)
             ;
         sm->child = 0;
         unlink(sm->tmp_path);
     }
+    core_free(sm->prep_img);
+    sm->prep_img = NULL;
+    tail_drop(sm);
 }
