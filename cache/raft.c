@@ -424,11 +424,11 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
         r->cur_len = CACHE_RAFT_ENTRY_HDR;
         schedule_flush(r);
     }
-    if (r->cur_len + len > r->cur_cap) {
+    if (r->cur_len + 4 + len > r->cur_cap) {
         size_t cap = r->cur_cap * 2;
         unsigned char *p;
 
-        while (cap < r->cur_len + len)
+        while (cap < r->cur_len + 4 + len)
             cap *= 2;
         p = raft_realloc(r->cur_buf, cap);
         if (p == NULL)
@@ -439,8 +439,12 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
     rv = round_add(r->cur, done, arg);
     if (rv != 0)
         return rv;
-    memcpy(r->cur_buf + r->cur_len, buf, len);
-    r->cur_len += len;
+    r->cur_buf[r->cur_len] = (unsigned char)len;
+    r->cur_buf[r->cur_len + 1] = (unsigned char)(len >> 8);
+    r->cur_buf[r->cur_len + 2] = (unsigned char)(len >> 16);
+    r->cur_buf[r->cur_len + 3] = (unsigned char)(len >> 24);
+    memcpy(r->cur_buf + r->cur_len + 4, buf, len);
+    r->cur_len += 4 + len;
     r->commands++;
     return 0;
 }

@@ -11,9 +11,9 @@
  * Write path (group commit): every cache_raft_propose() of one loop
  * iteration is appended to the current batch; at the end of the iteration
  * the batch becomes ONE log entry (one buffer per raft_apply). When the
- * entry commits, fsm->apply() gets the concatenation of the proposed
- * buffers, in proposal order, on every node; on the node that proposed it
- * each proposal's done callback then fires, in order. Per-batch
+ * entry commits, fsm->apply() runs once per proposed buffer, in proposal
+ * order, on every node; on the node that proposed it each proposal's done
+ * callback then fires, in order. Per-batch
  * bookkeeping comes from a scoped arena reset when the batch completes.
  *
  * Nothing in the apply path reads a clock or a random source: callers turn
@@ -52,9 +52,10 @@ int cache_raft_write(cache_raft_writer_t *w, const void *p, size_t n);
  * cache_raft_write). */
 typedef struct cache_raft_fsm {
     void *arg;
-    /* Apply one committed batch: buf[0..len) is the concatenation of the
-     * buffers proposed in it (borrowed for the call). index is the Raft
-     * index of the entry. Must be deterministic. */
+    /* Apply one committed proposal: buf[0..len) holds the bytes given to
+     * cache_raft_propose (borrowed for the call). index is the Raft index
+     * of the entry; the proposals of one entry share it. Must be
+     * deterministic. */
     void (*apply)(void *arg, const void *buf, size_t len, uint64_t index);
     /* Serialise the whole state through w. Returns 0 or a negative errno. */
     int (*save)(void *arg, cache_raft_writer_t *w);

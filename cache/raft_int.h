@@ -6,7 +6,8 @@
  * body, then pad zero bytes: libraft requires every entry's length to be a
  * multiple of 8 (its encoder pads silently otherwise, and the copies on
  * disk and on the wire stop matching their checksums).
- *   CACHE_RAFT_ENTRY_BATCH: the concatenated proposals of one batch.
+ *   CACHE_RAFT_ENTRY_BATCH: the proposals of one loop iteration, each as
+ *                           u32 length (LE) and its bytes.
  *   CACHE_RAFT_ENTRY_NODE:  u64 id (LE), then the RESP "host:port" a new
  *                           leader publishes so followers can redirect.
  *

@@ -513,7 +513,19 @@ static void dispatch(cache_raft_sm_t *sm, const void *entry, size_t elen, uint64
     }
     switch (kind) {
     case CACHE_RAFT_ENTRY_BATCH:
-        sm->user.apply(sm->user.arg, p, len, index);
+        /* one record per proposal: u32 length, bytes */
+        while (len > 0) {
+            uint32_t n;
+
+            if (len < 4 || (n = get_u32(p)) > len - 4) {
+                core_log_warn("raft", "malformed batch record skipped", "index=%llu",
+                              (unsigned long long)index);
+                break;
+            }
+            sm->user.apply(sm->user.arg, p + 4, n, index);
+            p += 4 + n;
+            len -= 4 + (size_t)n;
+        }
         break;
     case CACHE_RAFT_ENTRY_NODE:
         if (len > 8 && len - 8 < CACHE_RAFT_ADDR_MAX)
