@@ -491,7 +491,7 @@ size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len)
     int n;
 
     if (leader != NULL && !cache_raft_is_leader(r))
-        n = snprintf(buf, len, "MOVED %s", leader);
+        n = snprintf(buf, len, "MOVED 0 %s", leader);
     else
         n = snprintf(buf, len, "NOLEADER No Raft leader");
     if (n < 0)

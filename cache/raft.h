@@ -114,8 +114,9 @@ int cache_raft_is_leader(void *impl);
  * iteration. impl is the cache_raft_t. */
 const char *cache_raft_leader(void *impl);
 
-/* The error a follower answers a client with, RedisRaft's form, without
- * the leading '-' and CRLF: "MOVED host:port" or "NOLEADER No Raft leader".
+/* The error a follower answers a client with, in RedisRaft's form, without
+ * the leading '-' and CRLF: "MOVED 0 host:port" (slot, then the leader's
+ * RESP address: redis-cli -c follows it) or "NOLEADER No Raft leader".
  * Returns the length written (truncated to len - 1, NUL-terminated). */
 size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len);
 

@@ -842,7 +842,7 @@ START_TEST(test_uv_three_nodes)
     ck_assert_int_eq(cache_raft_barrier(grp[f].r, reply_cb, &done), -ENOTCONN);
     ck_assert(run_until(base, follower_knows_leader, &f, 5000));
     cache_raft_redirect(grp[f].r, red, sizeof(red));
-    snprintf(expect, sizeof(expect), "MOVED %s", grp[l].resp);
+    snprintf(expect, sizeof(expect), "MOVED 0 %s", grp[l].resp);
     ck_assert_str_eq(red, expect);
 
     /* a linearizable read waits for its barrier */
