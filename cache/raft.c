@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -809,6 +810,22 @@ static void boot_peer(void *arg, uint64_t id, const char *addr)
         b->err = 1;
 }
 
+/* Number of segments raft_uv has set aside as corrupt ("corrupt-*"). */
+static int count_corrupt(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "corrupt-", 8) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
 static void close_cb(struct raft *raft)
 {
     cache_raft_t *r = raft->data;
@@ -822,7 +839,7 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
     cache_raft_t *r;
     struct raft_configuration cfg;
     boot_t boot = {0};
-    int npeers, rv;
+    int npeers, rv, corrupt = 0;
 
     cache_raft_heap_install();
     npeers = cache_raft_peers_parse(conf->peers, NULL, NULL);
@@ -914,7 +931,12 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
         core_log_notice("raft", "not in raft-peers: waiting to be added with RAFT.NODE ADD",
                         "id=%llu address=%s", (unsigned long long)r->raft.id, r->address);
     }
+    corrupt = count_corrupt(addr->dir);
     rv = raft_start(&r->raft);
+    corrupt = count_corrupt(addr->dir) - corrupt;
+    if (corrupt > 0)
+        core_log_warn("raft", "corrupt log segments were set aside as corrupt-* files; their entries come back from the leader (lost on a single node)",
+                      "dir=%s segments=%d", addr->dir, corrupt);
     if (rv != 0) {
         core_log_error("raft", "cannot load the Raft log", "dir=%s error=\"%s\"", addr->dir,
                        raft_errmsg(&r->raft));
