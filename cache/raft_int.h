@@ -66,6 +66,7 @@ typedef struct cache_raft_sm {
     size_t tail_len, tail_cap;
     uint32_t tail_n;
     int tail_err;
+    uint64_t fork_us;               /* how long the loop stood in fork() */
     cache_raft_node_addr_t nodes[CACHE_RAFT_MAX_NODES];
     unsigned n_nodes;
     unsigned threshold;             /* configured snapshot threshold */

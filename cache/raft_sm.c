@@ -6,6 +6,7 @@
 
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/loop.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -649,6 +650,7 @@ static void prep_done(uv_work_t *req, int status)
  * applied until libraft asks again are recorded as the tail. */
 static int prep_start(cache_raft_sm_t *sm)
 {
+    uint64_t t0;
     int fd;
     pid_t pid;
 
@@ -664,6 +666,7 @@ static int prep_start(cache_raft_sm_t *sm)
         close(fd);
         return RAFT_NOMEM;
     }
+    t0 = core_mono_us();
     pid = fork();
     if (pid < 0) {
         close(fd);
@@ -684,6 +687,7 @@ static int prep_start(cache_raft_sm_t *sm)
         _exit(rv == 0 ? 0 : 1);
     }
     close(fd);
+    sm->fork_us = core_mono_us() - t0;
     sm->child = pid;
     sm->recording = 1;
     sm->prep = PREP_RUNNING;
@@ -752,6 +756,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
             return RAFT_NOMEM;
         }
         threshold_restore(sm);
+        core_log_info("raft", "snapshot taken", "index=%llu image_bytes=%zu tail_entries=%u fork_us=%llu",
+                      sm->raft != NULL ? (unsigned long long)raft_last_applied(sm->raft) : 0ULL,
+                      sm->prep_len, sm->tail_n, (unsigned long long)sm->fork_us);
         rv = bufs_out(sm, sm->prep_img, sm->prep_len, bufs, n_bufs);
         sm->prep_img = NULL;
         return rv;
