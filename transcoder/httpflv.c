@@ -51,9 +51,15 @@ static void closed_cb(struct evhttp_connection *conn, void *arg)
 {
     tc_flv_viewer_t *v = arg;
 
+    struct evhttp_request *req = v->req;
+
     core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
                   v->stream, (unsigned long long)v->bytes, (unsigned long long)v->sub.dropped);
     viewer_free(v);
+    /* evhttp detaches an unfinished response from a connection that
+     * failed and leaves it to us: ending it frees it */
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_send_reply_end(req);
 }
 
 static size_t queued(tc_sub_t *sub)
