@@ -6,6 +6,7 @@
 #ifndef CACHE_CACHE_H
 #define CACHE_CACHE_H
 
+#include "cache/raft_conf.h"
 #include "core/conf.h"
 #include "core/loop.h"
 
@@ -15,6 +16,7 @@ typedef struct cache_conf {
     char *requirepass;
     long long proto_max_bulk_len;
     long long client_output_limit;
+    cache_raft_conf_t raft;     /* node-id, raft-peers, ... (cache/raft.c) */
 } cache_conf_t;
 
 /* Register the cache's directives (storage in *cc) with c. Returns 0 or a

@@ -450,6 +450,11 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
     return 0;
 }
 
+int cache_raft_linearizable(cache_raft_t *r)
+{
+    return r->conf->read_mode == CACHE_RAFT_READ_LINEARIZABLE;
+}
+
 int cache_raft_barrier(cache_raft_t *r, cache_raft_done_cb done, void *arg)
 {
     if (r->closing || raft_state(&r->raft) != RAFT_LEADER)
@@ -494,7 +499,7 @@ size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len)
     if (leader != NULL && !cache_raft_is_leader(r))
         n = snprintf(buf, len, "MOVED 0 %s", leader);
     else
-        n = snprintf(buf, len, "NOLEADER No Raft leader");
+        n = snprintf(buf, len, "CLUSTERDOWN No raft leader");
     if (n < 0)
         return 0;
     return (size_t)n < len ? (size_t)n : len - 1;
@@ -757,7 +762,7 @@ int cache_raft_info(cache_raft_t *r, struct evbuffer *out)
                               "raft_snapshots_taken:%llu\r\n"
                               "raft_snapshots_restored:%llu\r\n"
                               "raft_batches:%llu\r\n"
-                              "raft_commands:%llu\r\n"
+                              "raft_proposals:%llu\r\n"
                               "raft_read_mode:%s\r\n"
                               "raft_num_nodes:%u\r\n",
                               (unsigned long long)st.id, role_name(st.role), r->address,

@@ -22,8 +22,10 @@
 #ifndef CACHE_RAFT_H
 #define CACHE_RAFT_H
 
+#include "cache/cache.h"
 #include "cache/raft_conf.h"
 #include "core/conf.h"
+#include "core/loop.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -116,7 +118,7 @@ const char *cache_raft_leader(void *impl);
 
 /* The error a follower answers a client with, in RedisRaft's form, without
  * the leading '-' and CRLF: "MOVED 0 host:port" (slot, then the leader's
- * RESP address: redis-cli -c follows it) or "NOLEADER No Raft leader".
+ * RESP address: redis-cli -c follows it) or "CLUSTERDOWN No raft leader".
  * Returns the length written (truncated to len - 1, NUL-terminated). */
 size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len);
 
@@ -126,6 +128,9 @@ size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len);
  * leader, done fires right away (on the next loop turn). Returns 0,
  * -ENOTCONN when not leader, -ENOMEM. */
 int cache_raft_barrier(cache_raft_t *r, cache_raft_done_cb done, void *arg);
+
+/* Nonzero when raft-read-mode is linearizable (reads wait for a barrier). */
+int cache_raft_linearizable(cache_raft_t *r);
 
 /* Membership (leader only): add a voter id at host:port (Raft address),
  * remove one, transfer leadership (id 0: the most up-to-date follower).
@@ -154,5 +159,22 @@ void cache_raft_stats(cache_raft_t *r, cache_raft_stats_t *out);
 /* Ask for a snapshot at the next applied entry (RAFT.SNAPSHOT; tests).
  * Returns 0. */
 int cache_raft_snapshot_now(cache_raft_t *r);
+
+/* ---- the node behind a cache server (cache/raft_cmd.c) ---------------- */
+
+/* Start the Raft node of server s from its directives (rc, and bind, port,
+ * raft-port and dir read from all) and make it the server's log. When all
+ * lacks those directives (the cache embedded without the daemon), *out is
+ * NULL and the server keeps its local log. Returns 0 or an error of
+ * cache_raft_new. */
+int cache_raft_attach(cache_server_t *s, core_loop_t *loop, const cache_raft_conf_t *rc,
+                      core_conf_t *all, cache_raft_t **out);
+
+/* Give s its local log back and free the node (*rp = NULL; NULL is a
+ * no-op). Pending writes fail with -ESHUTDOWN. */
+void cache_raft_detach(cache_server_t *s, cache_raft_t **rp);
+
+/* The node of server s, or NULL (cache/server.c). */
+cache_raft_t *cache_server_raft(cache_server_t *s);
 
 #endif

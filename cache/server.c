@@ -8,6 +8,7 @@
  * pending replies are written at the end of the loop iteration, one
  * write(2) per client. */
 #include "cache/cache_int.h"
+#include "cache/raft.h"
 
 #include "core/log.h"
 #include "core/memreport.h"
@@ -70,6 +71,7 @@ struct cache_client {
     char addr[64], laddr[64];
     uint64_t ctime_ms, last_ms;
     const char *last_cmd;
+    int read_ok;                     /* passed a read barrier (cache/raft.h) */
 };
 
 typedef struct batch {
@@ -99,6 +101,7 @@ struct cache_server {
     struct event_base *base;
     int lfd;
     struct event lev, flush_ev;
+    struct event cron_ev;            /* own timer: deleted with the server */
     int flush_pending;
     const cache_conf_t *conf;
     core_conf_t *all;
@@ -117,11 +120,13 @@ struct cache_server {
     uint64_t next_id, rng, started_ms, last_index;
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
+    cache_raft_t *raft;              /* NULL: local log (cache/raft_cmd.c) */
 };
 
 static void client_close(cache_client_t *c, const char *why);
 static void process_input(cache_client_t *c);
 static void schedule_flush(cache_server_t *s);
+static void resume_client(cache_client_t *c);
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -142,6 +147,22 @@ uint64_t cache_server_random(cache_server_t *s)
 struct cache_ks *cache_server_ks(cache_server_t *s)
 {
     return s->ks;
+}
+
+cache_raft_t *cache_server_raft(cache_server_t *s)
+{
+    return s->raft;
+}
+
+/* A linearizable read waited for its barrier (cache/raft.h). */
+static void read_barrier_done(void *arg, int status)
+{
+    cache_client_t *c = arg;
+
+    c->inflight--;
+    c->read_ok = status == 0;
+    resume_client(c);
+    c->read_ok = 0;
 }
 
 static int is_leader(cache_server_t *s)
@@ -869,6 +890,14 @@ static void process_input(cache_client_t *c)
         }
         if (c->inflight > 0)
             break; /* reads and errors wait for this client's writes */
+        if (cmd != NULL && (cmd->flags & CMD_READONLY) && (cmd->flags & CMD_KEYSPACE) &&
+            s->raft != NULL && !c->read_ok && cache_raft_linearizable(s->raft) &&
+            cache_raft_barrier(s->raft, read_barrier_done, c) == 0) {
+            /* linearizable read: answered once this iteration's barrier
+             * shows we still lead (shared by every read of the iteration) */
+            c->inflight++;
+            break;
+        }
         c->ipos += (size_t)n;
         unescape_args(c->argv, argc);
         if (!precheck(&x, cmd)) {
@@ -1086,6 +1115,11 @@ static void cron(void *arg)
     }
 }
 
+static void cron_cb(evutil_socket_t fd, short what, void *arg)
+{
+    cron(arg);
+}
+
 /* ---- configuration ----------------------------------------------------------------- */
 
 static const core_conf_def_t defs_tmpl[] = {
@@ -1105,7 +1139,9 @@ int cache_conf_register(core_conf_t *c, cache_conf_t *cc)
     defs[2].ptr = &cc->requirepass;
     defs[3].ptr = &cc->proto_max_bulk_len;
     defs[4].ptr = &cc->client_output_limit;
-    return core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0]));
+    if (core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0])) != 0)
+        return -EINVAL;
+    return cache_raft_conf_register(c, &cc->raft);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -1146,21 +1182,28 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
         if (s->batch[i].scope == NULL)
             goto err_after_ks;
     }
+    rv = cache_raft_attach(s, loop, &conf->raft, all, &s->raft);
+    if (rv != 0)
+        goto err_after_ks;
     event_assign(&s->flush_ev, s->base, -1, 0, flush_cb, s);
     event_assign(&s->lev, s->base, fd, EV_READ | EV_PERSIST, accept_cb, s);
     if (event_add(&s->lev, NULL) != 0) {
         rv = -EIO;
         goto err_after_ks;
     }
-    rv = core_loop_every(loop, 100, cron, s);
-    if (rv != 0) {
+    /* not core_loop_every: that timer outlives the server, and shutdown
+     * frees the server while the loop still turns */
+    event_assign(&s->cron_ev, s->base, -1, EV_PERSIST, cron_cb, s);
+    if (event_add(&s->cron_ev, &(struct timeval){0, 100000}) != 0) {
         event_del(&s->lev);
+        rv = -EIO;
         goto err_after_ks;
     }
     *out = s;
     return 0;
 
 err_after_ks:
+    cache_raft_detach(s, &s->raft);
     for (int i = 0; i < 2; i++)
         if (s->batch[i].scope)
             core_scope_free(&s->batch[i].scope);
@@ -1177,8 +1220,11 @@ void cache_server_free(cache_server_t **sp)
 
     if (s == NULL)
         return;
+    /* first: pending writes fail and their clients get an error */
+    cache_raft_detach(s, &s->raft);
     event_del(&s->lev);
     event_del(&s->flush_ev);
+    event_del(&s->cron_ev);
     close(s->lfd);
     while (s->infl_head != NULL) {
         inflight_t *r = s->infl_head;
@@ -1721,6 +1767,12 @@ CMD(cmd_info)
                             (unsigned long long)s->stat_rejected, (unsigned long long)s->ks->expired_total,
                             (unsigned long long)s->ks->hits, (unsigned long long)s->ks->misses,
                             (unsigned long long)s->stat_batches, (unsigned long long)s->last_index);
+    }
+    if (want_section(x, "raft", 1) && s->raft != NULL) {
+        if (!first)
+            evbuffer_add(b, "\r\n", 2);
+        first = 0;
+        cache_raft_info(s->raft, b);
     }
     if (want_section(x, "keyspace", 1)) {
         SECTION("Keyspace");
