@@ -667,7 +667,7 @@ START_TEST(test_uv_single_node_group_commit_and_restart)
     ck_assert_int_eq(acks.failed, 0);
     ck_assert(acks.order_ok);
     ck_assert_uint_eq(n.kv.n, 150);
-    ck_assert_uint_eq(cache_raft_redirect(n.r, red, sizeof(red)), strlen("NOLEADER No Raft leader"));
+    ck_assert_uint_eq(cache_raft_redirect(n.r, red, sizeof(red)), strlen("CLUSTERDOWN No raft leader"));
     ck_assert_str_eq(cache_raft_leader(n.r), "127.0.0.1:16001");
 
     /* restart: the log replays into a fresh keyspace */
