@@ -222,7 +222,9 @@ class SingleNodeTest(unittest.TestCase):
 
 class ThreeNodeTest(unittest.TestCase):
     def setUp(self):
-        self.c = Cluster(3)
+        # small snapshot threshold: forked snapshots and restores happen
+        self.c = Cluster(3, extra=["--raft-snapshot-threshold", "64",
+                                   "--raft-snapshot-trailing", "16"])
 
     def tearDown(self):
         self.c.close(check=True)
@@ -285,6 +287,10 @@ class ThreeNodeTest(unittest.TestCase):
         while int(raft_info(c.client(l))["raft_applied_index"]) < commit:
             self.assertLess(time.time(), deadline, "restarted node did not catch up")
             time.sleep(0.05)
+        info = raft_info(lr)
+        self.assertGreater(int(info["raft_snapshots_taken"]), 0)
+        # the restarted node came back from a snapshot (its own or the leader's)
+        self.assertGreater(int(raft_info(c.client(l))["raft_snapshots_restored"]), 0)
 
     def test_frozen_follower_rejoins(self):
         c = self.c
@@ -314,6 +320,54 @@ class ThreeNodeTest(unittest.TestCase):
             time.sleep(0.05)
         nl = c.leader()
         self.assertEqual(c.client(nl).get("frozen:299"), b"299")
+
+
+class MembershipTest(unittest.TestCase):
+    def test_add_remove_transfer(self):
+        c = Cluster(3)
+        try:
+            # a fourth node, not in raft-peers: starts empty and waits
+            p4 = {"port": free_port(), "rtmp_port": free_port(), "http_port": free_port(),
+                  "raft_port": free_port(), "dir": os.path.join(c.tmp, "n4")}
+            c.presets.append(p4)
+            c.nodes.append(None)
+            c.start(3)
+            self.assertEqual(raft_info(c.client(3))["raft_num_nodes"], "0")
+            l = c.leader()
+            r = c.client(l)
+            r.set("before-add", "1")
+            self.assertTrue(r.execute_command("RAFT.NODE", "ADD", "4",
+                                              "127.0.0.1:%d" % p4["raft_port"]))
+            deadline = time.time() + 15
+            while "role=voter" not in raft_info(r).get("raft_node3", ""):
+                self.assertLess(time.time(), deadline, "node 4 never became a voter")
+                time.sleep(0.05)
+            with self.assertRaises(redis.ResponseError):
+                r.execute_command("RAFT.NODE", "ADD", "4", "127.0.0.1:1")
+            deadline = time.time() + 10
+            while (int(raft_info(c.client(3))["raft_applied_index"])
+                   < int(raft_info(r)["raft_commit_index"])):
+                self.assertLess(time.time(), deadline, "node 4 did not catch up")
+                time.sleep(0.05)
+            # hand leadership to node 4: it has every write
+            self.assertTrue(r.execute_command("RAFT.TRANSFER", "4"))
+            deadline = time.time() + 10
+            while raft_info(c.client(3))["raft_role"] != "leader":
+                self.assertLess(time.time(), deadline, "node 4 did not take over")
+                time.sleep(0.05)
+            r4 = c.client(3)
+            self.assertEqual(r4.get("before-add"), b"1")
+            # remove a follower; the shard goes on with three voters
+            victim = (l + 1) % 3
+            self.assertTrue(r4.execute_command("RAFT.NODE", "REMOVE", str(victim + 1)))
+            deadline = time.time() + 10
+            while raft_info(r4)["raft_num_nodes"] != "3":
+                self.assertLess(time.time(), deadline, "node was not removed")
+                time.sleep(0.05)
+            r4.set("after-remove", "1")
+            self.assertEqual(r4.get("after-remove"), b"1")
+        finally:
+            c.close(check=True)
 
 
 if __name__ == "__main__":
