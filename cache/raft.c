@@ -94,7 +94,7 @@ static const char *const read_modes[] = {"linearizable", "leader", NULL};
 static const core_conf_def_t defs_tmpl[] = {
     {"node-id", CORE_CONF_INT, "1", "this node's Raft id (listed in raft-peers for a multi-node shard)", NULL, 1, 1LL << 40, NULL, 0, NULL, NULL},
     {"raft-peers", CORE_CONF_STR, "", "the shard's voters as 'id=host:raftport,...', the same on every node (empty: a single-node shard)", NULL, 0, 0, NULL, 0, NULL, NULL},
-    {"raft-snapshot-threshold", CORE_CONF_INT, "4096", "log entries (batches) between two snapshots", NULL, 2, 1LL << 30, NULL, 0, NULL, NULL},
+    {"raft-snapshot-threshold", CORE_CONF_INT, "16384", "log entries (batches) between two snapshots", NULL, 2, 1LL << 30, NULL, 0, NULL, NULL},
     {"raft-snapshot-trailing", CORE_CONF_INT, "1024", "log entries kept after a snapshot (for lagging followers)", NULL, 1, 1LL << 30, NULL, 0, NULL, NULL},
     {"raft-election-timeout", CORE_CONF_INT, "500", "election timeout in ms (randomised between 1x and 2x)", NULL, 50, 60000, NULL, 0, NULL, NULL},
     {"raft-heartbeat-timeout", CORE_CONF_INT, "50", "leader heartbeat interval in ms", NULL, 10, 10000, NULL, 0, NULL, NULL},

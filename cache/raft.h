@@ -170,6 +170,10 @@ int cache_raft_snapshot_now(cache_raft_t *r);
 int cache_raft_attach(cache_server_t *s, core_loop_t *loop, const cache_raft_conf_t *rc,
                       core_conf_t *all, cache_raft_t **out);
 
+/* The state machine of server s: apply runs cache_apply_batch, save and
+ * load are the keyspace's snapshot and restore. */
+void cache_raft_server_fsm(cache_server_t *s, cache_raft_fsm_t *out);
+
 /* Give s its local log back and free the node (*rp = NULL; NULL is a
  * no-op). Pending writes fail with -ESHUTDOWN. */
 void cache_raft_detach(cache_server_t *s, cache_raft_t **rp);

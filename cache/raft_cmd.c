@@ -90,11 +90,19 @@ static void resp_address(const cache_raft_conf_t *rc, const char *bind, const ch
     snprintf(out, len, "%s:%s", host, port);
 }
 
+void cache_raft_server_fsm(cache_server_t *s, cache_raft_fsm_t *out)
+{
+    out->arg = s;
+    out->apply = fsm_apply;
+    out->save = fsm_save;
+    out->load = fsm_load;
+}
+
 int cache_raft_attach(cache_server_t *s, core_loop_t *loop, const cache_raft_conf_t *rc,
                       core_conf_t *all, cache_raft_t **out)
 {
     char bind[256], port[32], rport[32], dir[4096], resp[300];
-    cache_raft_fsm_t fsm = {s, fsm_apply, fsm_save, fsm_load};
+    cache_raft_fsm_t fsm;
     cache_raft_addr_t addr;
     int rv;
 
@@ -104,6 +112,7 @@ int cache_raft_attach(cache_server_t *s, core_loop_t *loop, const cache_raft_con
         conf_str(all, "raft-port", rport, sizeof(rport)) != 0 ||
         conf_str(all, "dir", dir, sizeof(dir)) != 0 || rc->node_id <= 0)
         return 0; /* embedded without the daemon's directives: local log */
+    cache_raft_server_fsm(s, &fsm);
     resp_address(rc, bind, port, resp, sizeof(resp));
     addr.bind = bind;
     addr.raft_port = atoi(rport);

@@ -5,6 +5,8 @@
  * snapshots, a 3-node group on loopback). */
 #include "cache/raft_int.h"
 
+#include "cache/cache_int.h"
+
 #include "core/arena.h"
 #include "core/loop.h"
 
@@ -493,6 +495,196 @@ START_TEST(test_fixture_snapshot_install)
 }
 END_TEST
 
+/* ---- the fixture driving the real cache (cache_apply_batch, keyspace) ---- */
+
+static struct raft_fixture cx;
+static cache_raft_sm_t cx_sm[FX_N];
+static cache_server_t *cx_srv[FX_N];
+static core_loop_t *cx_loop;
+static core_conf_t *cx_all;
+static cache_conf_t cx_conf;
+
+static void cx_setup(void)
+{
+    struct raft_configuration cfg;
+
+    cache_raft_heap_install();
+    cx_loop = core_loop_new();
+    cx_all = core_conf_new();
+    ck_assert_ptr_nonnull(cx_loop);
+    ck_assert_int_eq(cache_conf_register(cx_all, &cx_conf), 0);
+    ck_assert_int_eq(raft_fixture_initialize(&cx), 0);
+    for (unsigned i = 0; i < FX_N; i++) {
+        cache_raft_fsm_t f;
+        int fd = core_listen_tcp("127.0.0.1", 0, 16, NULL);
+
+        ck_assert_int_ge(fd, 0);
+        /* all == NULL: no Raft node of its own, the fixture is the log */
+        ck_assert_int_eq(cache_server_new(&cx_srv[i], cx_loop, fd, &cx_conf, NULL), 0);
+        cache_raft_server_fsm(cx_srv[i], &f);
+        ck_assert_int_eq(cache_raft_sm_init(&cx_sm[i], &f, NULL, 0), 0);
+        ck_assert_int_eq(raft_fixture_grow(&cx, &cx_sm[i].fsm), 0);
+        cx_sm[i].raft = raft_fixture_get(&cx, i);
+    }
+    ck_assert_int_eq(raft_fixture_configuration(&cx, FX_N, &cfg), 0);
+    ck_assert_int_eq(raft_fixture_bootstrap(&cx, &cfg), 0);
+    raft_configuration_close(&cfg);
+    ck_assert_int_eq(raft_fixture_start(&cx), 0);
+}
+
+static void cx_teardown(void)
+{
+    raft_fixture_close(&cx);
+    for (unsigned i = 0; i < FX_N; i++)
+        cache_server_free(&cx_srv[i]);
+    core_conf_free(&cx_all);
+    core_loop_free(&cx_loop);
+}
+
+/* A cache batch as cache/log.h documents it: header, then commands given
+ * as "|"-separated arguments, one string per command. */
+static size_t cx_batch(unsigned char *out, size_t cap, uint64_t now_ms, const char *const *cmds,
+                       unsigned n)
+{
+    size_t len = 32;
+
+    memcpy(out, "OBB1", 4);
+    memcpy(out + 4, &n, 4);
+    memset(out + 8, 0, 16); /* origin, seq: from no live client */
+    memcpy(out + 24, &now_ms, 8);
+    for (unsigned i = 0; i < n; i++) {
+        char tmp[256];
+        uint32_t argc = 0;
+        size_t at = len;
+
+        len += 4;
+        snprintf(tmp, sizeof(tmp), "%s", cmds[i]);
+        for (char *save = NULL, *a = strtok_r(tmp, "|", &save); a != NULL;
+             a = strtok_r(NULL, "|", &save)) {
+            uint32_t l = (uint32_t)strlen(a);
+
+            ck_assert_uint_lt(len + 4 + l, cap);
+            memcpy(out + len, &l, 4);
+            memcpy(out + len + 4, a, l);
+            len += 4 + l;
+            argc++;
+        }
+        memcpy(out + at, &argc, 4);
+    }
+    return len;
+}
+
+static void cx_propose(unsigned leader, uint64_t now_ms, const char *const *cmds, unsigned n)
+{
+    static unsigned char buf[8192];
+    size_t len = cx_batch(buf + 4, sizeof(buf) - 4, now_ms, cmds, n);
+    uint32_t l = (uint32_t)len;
+    struct raft_buffer e;
+    static fx_req_t req;
+    struct raft *r = raft_fixture_get(&cx, leader);
+
+    memcpy(buf, &l, 4); /* one record */
+    ck_assert_int_eq(cache_raft_entry_new(CACHE_RAFT_ENTRY_BATCH, buf, len + 4, &e), 0);
+    memset(&req, 0, sizeof(req));
+    req.req.data = &req;
+    ck_assert_int_eq(raft_apply(r, &req.req, &e, 1, fx_apply_cb), 0);
+    ck_assert(raft_fixture_step_until_applied(&cx, leader, raft_last_index(r), 5000));
+    ck_assert(req.done && req.status == 0);
+}
+
+static const char *cx_get(unsigned i, const char *key, int64_t *expire)
+{
+    static char val[256];
+    cache_entry_t *e = cache_ks_find(cache_server_ks(cx_srv[i]), key, strlen(key), 0, 0);
+
+    if (e == NULL)
+        return NULL;
+    ck_assert_uint_lt(e->vlen, sizeof(val));
+    memcpy(val, ent_val(e), e->vlen);
+    val[e->vlen] = '\0';
+    if (expire != NULL)
+        *expire = ent_expire(e);
+    return val;
+}
+
+static unsigned cx_leader(void)
+{
+    ck_assert(raft_fixture_step_until_has_leader(&cx, 10000));
+    return raft_fixture_leader_index(&cx);
+}
+
+static void cx_converge(unsigned leader)
+{
+    ck_assert(raft_fixture_step_until_applied(&cx, FX_N,
+                                              raft_last_index(raft_fixture_get(&cx, leader)), 10000));
+}
+
+START_TEST(test_cache_fsm_replicates_deterministically)
+{
+    unsigned l = cx_leader();
+    const char *b1[] = {"SET|a|1", "SET|ttl|x|PXAT|5000000", "INCR|n", "INCR|n", "HSET|h|f|v"};
+    const char *b2[] = {"__expdel|ttl", "INCRBY|n|40", "DEL|a"};
+    const char *b3[] = {"__expdel|ttl", "SET|b|2"};
+    int64_t exp0, exp;
+
+    cx_propose(l, 4000000, b1, 5);
+    /* the leader's clock is in the batch: an expiry not yet due keeps the key */
+    cx_propose(l, 4999999, b2, 3);
+    cx_converge(l);
+    for (unsigned i = 0; i < FX_N; i++) {
+        ck_assert_ptr_null(cx_get(i, "a", NULL));
+        ck_assert_str_eq(cx_get(i, "n", NULL), "42");
+        ck_assert_str_eq(cx_get(i, "ttl", &exp), "x");
+        if (i == 0)
+            exp0 = exp;
+        ck_assert_int_eq(exp, exp0);
+        ck_assert_int_eq(exp, 5000000);
+        ck_assert_uint_eq(cache_ks_size(cache_server_ks(cx_srv[i])), 3);
+    }
+    /* a replicated delete at the leader's later time removes it everywhere */
+    cx_propose(l, 5000001, b3, 2);
+    cx_converge(l);
+    for (unsigned i = 0; i < FX_N; i++) {
+        ck_assert_ptr_null(cx_get(i, "ttl", NULL));
+        ck_assert_str_eq(cx_get(i, "b", NULL), "2");
+    }
+}
+END_TEST
+
+START_TEST(test_cache_fsm_snapshot_install)
+{
+    unsigned l = cx_leader(), f = (l + 1) % FX_N;
+    char cmd[64], *p = cmd;
+    const char *one[1];
+
+    for (unsigned i = 0; i < FX_N; i++) {
+        raft_set_snapshot_threshold(raft_fixture_get(&cx, i), 8);
+        raft_set_snapshot_trailing(raft_fixture_get(&cx, i), 2);
+    }
+    raft_fixture_kill(&cx, f);
+    one[0] = p;
+    for (int i = 0; i < 40; i++) {
+        snprintf(cmd, sizeof(cmd), "SET|key%d|value%d|PXAT|%d", i, i, 9000000 + i);
+        cx_propose(l, 1000, one, 1);
+    }
+    ck_assert_uint_gt(cx_sm[l].snapshots_taken, 0);
+    raft_fixture_revive(&cx, f);
+    cx_converge(l);
+    ck_assert_uint_gt(cx_sm[f].snapshots_restored, 0);
+    for (int i = 0; i < 40; i++) {
+        char key[32], want[32];
+        int64_t exp;
+
+        snprintf(key, sizeof(key), "key%d", i);
+        snprintf(want, sizeof(want), "value%d", i);
+        ck_assert_str_eq(cx_get(f, key, &exp), want);
+        ck_assert_int_eq(exp, 9000000 + i);
+    }
+    ck_assert_uint_eq(cache_ks_size(cache_server_ks(cx_srv[f])),
+                      cache_ks_size(cache_server_ks(cx_srv[l])));
+}
+END_TEST
+
 /* ---- real nodes: raft_uv inside a libevent loop ------------------------ */
 
 static char tmpdir[256];
@@ -912,6 +1104,12 @@ static Suite *raft_suite(void)
     tcase_add_test(tc, test_fixture_leader_partition);
     tcase_add_test(tc, test_fixture_kill_revive_disk_latency);
     tcase_add_test(tc, test_fixture_snapshot_install);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cache_fsm");
+    tcase_add_checked_fixture(tc, cx_setup, cx_teardown);
+    tcase_add_test(tc, test_cache_fsm_replicates_deterministically);
+    tcase_add_test(tc, test_cache_fsm_snapshot_install);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("uv");
