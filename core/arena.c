@@ -1537,6 +1537,7 @@ void core_mem_stats(core_mem_stats_t *out, int with_rss)
     for (int i = 0; i < CORE_TAG__COUNT; i++)
         out->live_bytes += out->tags[i].live_bytes;
     out->compact_moved = atomic_load(&compact_moved_total);
+    out->compact_walkers = n_walkers;
     if (with_rss)
         read_rss(out);
 }

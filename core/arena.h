@@ -144,6 +144,7 @@ typedef struct core_mem_stats {
     int64_t spans_retained;    /* free spans not yet returned (dirty) */
     int64_t spans_purged;      /* free spans returned to the kernel (clean) */
     int64_t compact_moved;     /* objects moved by compaction so far */
+    int64_t compact_walkers;   /* walkers registered (core_mem_compact_register) */
     int64_t rss;               /* Rss (smaps_rollup) */
     int64_t rss_anon_huge;     /* AnonHugePages (smaps_rollup) */
 } core_mem_stats_t;
