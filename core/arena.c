@@ -566,9 +566,9 @@ static central_t C[ARENA_NCLASSES] = {
 
 static unsigned batch_of(unsigned c)
 {
-    size_t b = 16384 / class_sizes[c];
+    size_t b = 32768 / class_sizes[c];
 
-    return b < 2 ? 2 : b > 64 ? 64 : (unsigned)b;
+    return b < 4 ? 4 : b > 128 ? 128 : (unsigned)b;
 }
 
 static inline uint32_t obj_index(const arena_span_t *s, uintptr_t a)

@@ -11,7 +11,6 @@
  *   frag     600,000 x 300 B, free a random 90%, then private RSS (for the
  *            arena also after purge and after compaction). */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,52 +131,69 @@ static int mix(long requests)
     return 0;
 }
 
-enum { RING = 4096 };
-static void *_Atomic ring[RING];
-static long xt_count;
+/* batches of packets handed from the worker to the main thread through a
+ * bounded queue (mutex + condition variables: no spinning on a busy box) */
+enum { BATCH = 1024, QLEN = 8 };
+static void *queue[QLEN][BATCH];
+static int q_head, q_count;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_nonempty = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t q_nonfull = PTHREAD_COND_INITIALIZER;
+static long xt_batches;
 
 static void *producer(void *arg)
 {
+    static void *batch[BATCH];
     uint64_t x = 0x1234567;
 
     (void)arg;
-    for (long i = 0; i < xt_count; i++) {
-        size_t n;
-        void *p;
+    for (long b = 0; b < xt_batches; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            size_t n;
 
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        n = 200 + (size_t)(x % 1300);
-        p = xmalloc(n);
-        touch(p, n);
-        while (atomic_load_explicit(&ring[i % RING], memory_order_acquire) != NULL)
-            ;
-        atomic_store_explicit(&ring[i % RING], p, memory_order_release);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            n = 200 + (size_t)(x % 1300);
+            batch[i] = xmalloc(n);
+            touch(batch[i], n);
+        }
+        pthread_mutex_lock(&q_lock);
+        while (q_count == QLEN)
+            pthread_cond_wait(&q_nonfull, &q_lock);
+        memcpy(queue[(q_head + q_count) % QLEN], batch, sizeof(batch));
+        q_count++;
+        pthread_cond_signal(&q_nonempty);
+        pthread_mutex_unlock(&q_lock);
     }
     return NULL;
 }
 
 static int xthread(long count)
 {
+    static void *batch[BATCH];
     pthread_t th;
     double t0, t;
 
-    xt_count = count;
+    xt_batches = count / BATCH;
     t0 = now_s();
     pthread_create(&th, NULL, producer, NULL);
-    for (long i = 0; i < count; i++) {
-        void *p;
-
-        while ((p = atomic_load_explicit(&ring[i % RING], memory_order_acquire)) == NULL)
-            ;
-        atomic_store_explicit(&ring[i % RING], NULL, memory_order_release);
-        B_FREE(p);
+    for (long b = 0; b < xt_batches; b++) {
+        pthread_mutex_lock(&q_lock);
+        while (q_count == 0)
+            pthread_cond_wait(&q_nonempty, &q_lock);
+        memcpy(batch, queue[q_head], sizeof(batch));
+        q_head = (q_head + 1) % QLEN;
+        q_count--;
+        pthread_cond_signal(&q_nonfull);
+        pthread_mutex_unlock(&q_lock);
+        for (int i = 0; i < BATCH; i++)
+            B_FREE(batch[i]);
     }
     pthread_join(th, NULL);
     t = now_s() - t0;
-    printf("allocator=%s workload=xthread ops=%ld seconds=%.3f mops=%.2f\n", B_NAME, count * 2, t,
-           (double)count * 2 / t / 1e6);
+    printf("allocator=%s workload=xthread ops=%ld seconds=%.3f mops=%.2f\n", B_NAME,
+           xt_batches * BATCH * 2, t, (double)xt_batches * BATCH * 2 / t / 1e6);
     return 0;
 }
 
