@@ -113,6 +113,7 @@ typedef struct hdr {
 } hdr_t;
 
 #define HDR_MAGIC 0x0b0a0b0au
+#define HDR_MAGIC_ALIGNED 0x0b0a0b0bu
 
 static _Atomic int64_t tag_bytes[CORE_TAG__COUNT];
 static _Atomic int64_t tag_objs[CORE_TAG__COUNT];
@@ -157,6 +158,15 @@ void *core_realloc(core_tag_t tag, void *p, size_t n)
     if (should_fail() || n > SIZE_MAX - sizeof(hdr_t))
         return NULL;
     h = (hdr_t *)p - 1;
+    if (h->magic == HDR_MAGIC_ALIGNED) {
+        void *q = alloc_raw(h->tag, n);
+
+        if (q == NULL)
+            return NULL;
+        memcpy(q, p, h->size < n ? h->size : n);
+        core_free(p);
+        return q;
+    }
     nh = realloc(h, sizeof(*nh) + n);
     if (nh == NULL)
         return NULL;
@@ -173,8 +183,43 @@ void core_free(void *p)
         return;
     h = (hdr_t *)p - 1;
     account(h->tag, -(int64_t)h->size, -1);
+    if (h->magic == HDR_MAGIC_ALIGNED) {
+        /* the start of the libc block sits just before the header */
+        void *raw;
+
+        memcpy(&raw, (char *)h - sizeof(raw), sizeof(raw));
+        h->magic = 0;
+        free(raw);
+        return;
+    }
     h->magic = 0;
     free(h);
+}
+
+void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n)
+{
+    unsigned char *raw, *p;
+    hdr_t *h;
+
+    if (align & (align - 1))
+        return NULL;
+    if (align <= 16)
+        return core_malloc(tag, n);
+    if ((unsigned)tag >= CORE_TAG__COUNT)
+        tag = CORE_TAG_MISC;
+    if (should_fail() || n > SIZE_MAX - 2 * align)
+        return NULL;
+    /* [raw ... | raw pointer | hdr | block aligned to align] */
+    if (posix_memalign((void **)&raw, align, n + align) != 0)
+        return NULL;
+    p = raw + align;
+    h = (hdr_t *)p - 1;
+    memcpy((char *)h - sizeof(raw), &raw, sizeof(raw));
+    h->tag = tag;
+    h->magic = HDR_MAGIC_ALIGNED;
+    h->size = n;
+    account(tag, (int64_t)n, 1);
+    return p;
 }
 
 size_t core_alloc_size(const void *p)
@@ -190,6 +235,8 @@ int core_mem_relocate(void **pp)
     if (*pp == NULL)
         return 0;
     h = (hdr_t *)*pp - 1;
+    if (h->magic == HDR_MAGIC_ALIGNED)
+        return 0; /* its alignment is not ours to give up */
     q = alloc_raw(h->tag, h->size);
     if (q == NULL)
         return 0;
@@ -845,9 +892,8 @@ void arena_thread_flush(void)
 
 /* ---- allocation ------------------------------------------------------ */
 
-static void *small_alloc(unsigned tag, size_t n)
+static void *small_alloc(unsigned tag, unsigned cls)
 {
-    unsigned cls = arena_class_of(n);
     tstate_t *ts = ts_get();
     arena_span_t *s;
     void *p;
@@ -879,29 +925,33 @@ static void *small_alloc(unsigned tag, size_t n)
     return p;
 }
 
-static void *huge_alloc(unsigned tag, size_t n)
+/* A mapping of its own; align (a power of two >= ARENA_HUGE_HDR) is where
+ * the block starts from a page boundary, the header just before it. */
+static void *huge_alloc(unsigned tag, size_t n, size_t align)
 {
-    size_t len;
+    size_t len, off = align > ARENA_HUGE_HDR ? align : ARENA_HUGE_HDR;
     arena_huge_hdr_t *h;
-    void *p;
+    uintptr_t p, b;
 
-    if (n > SIZE_MAX - ARENA_HUGE_HDR - 4096)
+    if (n > SIZE_MAX - off - 4096 || n > SIZE_MAX - align - 4096)
         return NULL;
-    len = (n + ARENA_HUGE_HDR + 4095) & ~(size_t)4095;
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    len = (n + off + 4095) & ~(size_t)4095;
+    p = (uintptr_t)mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((void *)p == MAP_FAILED)
         return NULL;
-    madvise(p, len, MADV_NOHUGEPAGE);
-    h = p;
+    madvise((void *)p, len, MADV_NOHUGEPAGE);
+    b = (p + ARENA_HUGE_HDR + align - 1) & ~(uintptr_t)(align - 1);
+    h = (arena_huge_hdr_t *)(b - ARENA_HUGE_HDR);
     h->magic = ARENA_HUGE_MAGIC;
     h->maplen = len;
-    h->size = len - ARENA_HUGE_HDR;
+    h->offset = b - p;
+    h->size = len - h->offset;
     h->tag = tag;
     atomic_fetch_add_explicit(&huge_bytes, (int64_t)h->size, memory_order_relaxed);
     atomic_fetch_add_explicit(&huge_mapped, (int64_t)len, memory_order_relaxed);
     atomic_fetch_add_explicit(&huge_count, 1, memory_order_relaxed);
     account(ts_get(), tag, (int64_t)h->size, 1);
-    return (char *)p + ARENA_HUGE_HDR;
+    return (void *)b;
 }
 
 static void *alloc_raw(unsigned tag, size_t n)
@@ -910,9 +960,9 @@ static void *alloc_raw(unsigned tag, size_t n)
     arena_span_t *s;
 
     if (n <= ARENA_SMALL_MAX)
-        return small_alloc(tag, n);
+        return small_alloc(tag, arena_class_of(n));
     if (n >= ARENA_HUGE_MIN)
-        return huge_alloc(tag, n);
+        return huge_alloc(tag, n, ARENA_HUGE_HDR);
     np = (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
     pthread_mutex_lock(&heap_lock);
     s = heap_alloc_span(np);
@@ -937,15 +987,59 @@ void *core_malloc(core_tag_t tag, size_t n)
     return alloc_raw(tag, n);
 }
 
+void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n)
+{
+    size_t np;
+    arena_span_t *s;
+
+    if (align & (align - 1))
+        return NULL;
+    if ((unsigned)tag >= CORE_TAG__COUNT)
+        tag = CORE_TAG_MISC;
+    if (should_fail())
+        return NULL;
+    if (align <= 16)
+        return alloc_raw(tag, n);
+    /* slabs start on a page and objects lie at multiples of their size:
+     * a class whose size is a multiple of align gives aligned objects */
+    if (align <= 4096 && n <= ARENA_SMALL_MAX) {
+        for (unsigned c = arena_class_of(n > align ? n : align); c < ARENA_NCLASSES; c++)
+            if (class_sizes[c] % align == 0)
+                return small_alloc(tag, c);
+    }
+    if (align <= ARENA_PAGE && n < ARENA_HUGE_MIN) {
+        np = n == 0 ? 1 : (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
+        pthread_mutex_lock(&heap_lock);
+        s = heap_alloc_span(np);
+        if (s != NULL) {
+            s->kind = ARENA_SPAN_LARGE;
+            s->tag = (uint8_t)tag;
+            s->size = np * ARENA_PAGE;
+        }
+        pthread_mutex_unlock(&heap_lock);
+        if (s == NULL)
+            return NULL;
+        account(ts_get(), tag, (int64_t)s->size, 1);
+        return (void *)s->base;
+    }
+    return huge_alloc(tag, n, align < ARENA_HUGE_HDR ? ARENA_HUGE_HDR : align);
+}
+
 static void huge_free(void *p)
 {
     arena_huge_hdr_t *h = (arena_huge_hdr_t *)((char *)p - ARENA_HUGE_HDR);
+
+    /* not ours at all (a libc pointer handed to core_free?): stop here
+     * rather than unmap someone else's memory */
+    if (h->magic != ARENA_HUGE_MAGIC)
+        abort();
+    h->magic = 0;
 
     account(ts_get(), h->tag, -(int64_t)h->size, -1);
     atomic_fetch_sub_explicit(&huge_bytes, (int64_t)h->size, memory_order_relaxed);
     atomic_fetch_sub_explicit(&huge_mapped, (int64_t)h->maplen, memory_order_relaxed);
     atomic_fetch_sub_explicit(&huge_count, 1, memory_order_relaxed);
-    munmap(h, h->maplen);
+    munmap((char *)p - h->offset, h->maplen);
 }
 
 void core_free(void *p)
@@ -1029,8 +1123,10 @@ void *core_realloc(core_tag_t tag, void *p, size_t n)
         return NULL;
     old = block_info(p, &otag);
     if (region_of((uintptr_t)p) == NULL) {
-        if (n >= ARENA_HUGE_MIN && n <= SIZE_MAX - ARENA_HUGE_HDR - 4096) {
-            arena_huge_hdr_t *h = (arena_huge_hdr_t *)((char *)p - ARENA_HUGE_HDR);
+        arena_huge_hdr_t *h = (arena_huge_hdr_t *)((char *)p - ARENA_HUGE_HDR);
+
+        if (n >= ARENA_HUGE_MIN && n <= SIZE_MAX - ARENA_HUGE_HDR - 4096 &&
+            h->offset == ARENA_HUGE_HDR) {
             size_t len = (n + ARENA_HUGE_HDR + 4095) & ~(size_t)4095;
             size_t oldlen = h->maplen;
 

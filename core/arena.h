@@ -91,6 +91,12 @@ char *core_memdup(core_tag_t tag, const void *p, size_t n);
 /* Usable size of a block (>= the size asked for). */
 size_t core_alloc_size(const void *p);
 
+/* As core_malloc, aligned to align bytes (a power of two; values below 16
+ * mean 16). Freed with core_free; core_realloc of such a block keeps only
+ * 16-byte alignment. NULL when out of memory or align is not a power of
+ * two. For libraft's raft_heap (aligned_alloc) and media buffers. */
+void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n);
+
 /* ---- scoped arenas ---------------------------------------------------- */
 
 typedef struct core_scope core_scope_t;

@@ -97,7 +97,9 @@ typedef struct arena_huge_hdr {
     uint64_t maplen; /* bytes mapped, header included */
     uint64_t size;   /* usable bytes */
     uint32_t tag;
-    uint32_t pad[9];
+    uint32_t pad;
+    uint64_t offset; /* from the start of the mapping to the block */
+    uint64_t pad2[3];
 } arena_huge_hdr_t;
 
 #define ARENA_HUGE_MAGIC 0x6f626f726f687567ull

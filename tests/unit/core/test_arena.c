@@ -350,6 +350,40 @@ START_TEST(realloc_fault_keeps_block)
 }
 END_TEST
 
+START_TEST(aligned_blocks)
+{
+    static const size_t aligns[] = {1, 16, 32, 64, 256, 4096, 8192, 65536, 1u << 20};
+    static const size_t sizes[] = {0, 1, 100, 4096, 5000, 16384, 70000, 2u << 20};
+    int64_t before = core_mem_tag_live(CORE_TAG_RAFT_LOG);
+
+    for (size_t a = 0; a < sizeof(aligns) / sizeof(aligns[0]); a++) {
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+            size_t al = aligns[a] < 16 ? 16 : aligns[a];
+            void *p = core_aligned_alloc(CORE_TAG_RAFT_LOG, aligns[a], sizes[k]);
+
+            ck_assert_ptr_nonnull(p);
+            ck_assert_msg((uintptr_t)p % al == 0, "align %zu size %zu", aligns[a], sizes[k]);
+            ck_assert_uint_ge(core_alloc_size(p), sizes[k]);
+            fill(p, sizes[k], 5);
+            ck_assert_int_eq(core_mem_tag_live(CORE_TAG_RAFT_LOG) - before,
+                             (int64_t)core_alloc_size(p));
+            ck_assert(check_fill(p, sizes[k], 5));
+            if (k % 2 == 0) {
+                p = core_realloc(CORE_TAG_RAFT_LOG, p, sizes[k] + 3000);
+                ck_assert_ptr_nonnull(p);
+                ck_assert(check_fill(p, sizes[k], 5));
+            }
+            core_free(p);
+            ck_assert_int_eq(core_mem_tag_live(CORE_TAG_RAFT_LOG), before);
+        }
+    }
+    ck_assert_ptr_null(core_aligned_alloc(CORE_TAG_TEST, 48, 10));
+    core_mem_fail_after(1);
+    ck_assert_ptr_null(core_aligned_alloc(CORE_TAG_TEST, 4096, 10));
+    core_mem_fail_reset();
+}
+END_TEST
+
 /* ---- threads ----------------------------------------------------------- */
 
 enum { XT_N = 20000 };
@@ -778,6 +812,7 @@ int main(void)
     tcase_add_test(t3, large_and_huge);
     tcase_add_test(t3, realloc_across_classes);
     tcase_add_test(t3, realloc_fault_keeps_block);
+    tcase_add_test(t3, aligned_blocks);
     tcase_add_test(t4, cross_thread_free);
     tcase_add_test(t4, per_thread_counters);
     tcase_add_test(t5, purge_returns_rss);
