@@ -79,18 +79,35 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static const uint16_t class_sizes[ARENA_NCLASSES] = {
-    16,   32,   48,   64,   80,   96,    112,   128,   160,   192,   224,   256,
-    320,  384,  448,  512,  640,  768,   896,   1024,  1280,  1536,  1792,  2048,
-    2560, 3072, 3584, 4096, 5120, 6144,  7168,  8192,  10240, 12288, 14336, 16384,
-};
+#define CLASS_LIST(X)                                                                       \
+    X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128) X(160) X(192) X(224) X(256) X(320)   \
+    X(384) X(448) X(512) X(640) X(768) X(896) X(1024) X(1280) X(1536) X(1792) X(2048)       \
+    X(2560) X(3072) X(3584) X(4096) X(5120) X(6144) X(7168) X(8192) X(10240) X(12288)       \
+    X(14336) X(16384)
+
+#define CLASS_SIZE(sz) sz,
+static const uint16_t class_sizes[ARENA_NCLASSES] = {CLASS_LIST(CLASS_SIZE)};
+
+/* Slab layout per class (a slab is one page, aligned to its size): a class
+ * with at most ARENA_INLINE_TAGS objects keeps its tag bytes in the span
+ * descriptor (tag offset 0); the others give up one object's worth of room
+ * for a tag array at class_tagoff from the slab start. */
+#define INLINE_TAGS(sz) (ARENA_PAGE / (sz) <= ARENA_INLINE_TAGS)
+#define CLASS_NOBJ(sz) (uint16_t)(INLINE_TAGS(sz) ? ARENA_PAGE / (sz) : ARENA_PAGE / ((sz) + 1)),
+#define CLASS_TAGOFF(sz) (uint32_t)(INLINE_TAGS(sz) ? 0 : ARENA_PAGE / ((sz) + 1) * (sz)),
+#define CLASS_RECIP(sz) (uint32_t)(((uint64_t)1 << 32) / (sz) + 1),
+#ifndef OBORO_ALLOC_SYSTEM
+static const uint16_t class_nobj[ARENA_NCLASSES] = {CLASS_LIST(CLASS_NOBJ)};
+static const uint32_t class_tagoff[ARENA_NCLASSES] = {CLASS_LIST(CLASS_TAGOFF)};
+static const uint32_t class_recip[ARENA_NCLASSES] = {CLASS_LIST(CLASS_RECIP)};
+#endif
 
 size_t arena_class_size(unsigned c)
 {
     return c < ARENA_NCLASSES ? class_sizes[c] : 0;
 }
 
-unsigned arena_class_of(size_t n)
+static inline unsigned class_of(size_t n)
 {
     unsigned lg;
 
@@ -99,6 +116,11 @@ unsigned arena_class_of(size_t n)
     /* four classes per power of two above 128 */
     lg = 63u - (unsigned)__builtin_clzl((unsigned long)(n - 1));
     return 8u + (lg - 7u) * 4u + (unsigned)(((n - 1) >> (lg - 2)) & 3u);
+}
+
+unsigned arena_class_of(size_t n)
+{
+    return class_of(n);
 }
 
 /* ======================================================================
@@ -304,16 +326,14 @@ static struct heap {
     size_t dirty_spans, clean_spans, active_spans;
 } H;
 
-static _Atomic(arena_region_t *) *_Atomic region_map;
+static _Atomic(arena_region_t *) region_map[ARENA_REGION_SLOTS];
 static _Atomic int64_t huge_bytes, huge_mapped, huge_count;
 
 static inline arena_region_t *region_of(uintptr_t a)
 {
-    _Atomic(arena_region_t *) *m = atomic_load_explicit(&region_map, memory_order_acquire);
-
-    if (m == NULL || (a >> ARENA_REGION_SHIFT) >= ARENA_REGION_SLOTS)
+    if (a >> ARENA_USER_BITS)
         return NULL;
-    return atomic_load_explicit(&m[a >> ARENA_REGION_SHIFT], memory_order_acquire);
+    return atomic_load_explicit(&region_map[a >> ARENA_REGION_SHIFT], memory_order_acquire);
 }
 
 static inline arena_span_t *span_in(arena_region_t *r, uintptr_t a)
@@ -412,20 +432,11 @@ static void lru_replace(arena_span_t *old, arena_span_t *rest)
 
 static int region_new(void)
 {
-    _Atomic(arena_region_t *) *m = atomic_load_explicit(&region_map, memory_order_relaxed);
     arena_region_t *r;
     arena_span_t *s;
     uintptr_t raw, base;
     void *p;
 
-    if (m == NULL) {
-        p = mmap(NULL, ARENA_REGION_SLOTS * sizeof(*m), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED)
-            return -ENOMEM;
-        m = p;
-        atomic_store_explicit(&region_map, m, memory_order_release);
-    }
     /* map twice the size and trim to an aligned region */
     p = mmap(NULL, 2 * ARENA_REGION, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -462,7 +473,7 @@ static int region_new(void)
     s->dirty = 0;
     set_map(s);
     bin_insert(s);
-    atomic_store_explicit(&m[base >> ARENA_REGION_SHIFT], r, memory_order_release);
+    atomic_store_explicit(&region_map[base >> ARENA_REGION_SHIFT], r, memory_order_release);
     return 0;
 }
 
@@ -669,9 +680,7 @@ static void partial_push_tail(central_t *c, arena_span_t *s)
 /* New slab for class cls (central lock held). */
 static arena_span_t *slab_new(unsigned cls)
 {
-    size_t size = class_sizes[cls];
     arena_span_t *s;
-    size_t n;
 
     pthread_mutex_lock(&heap_lock);
     s = heap_alloc_span(1);
@@ -680,18 +689,12 @@ static arena_span_t *slab_new(unsigned cls)
         return NULL;
     s->kind = ARENA_SPAN_SLAB;
     s->cls = (uint8_t)cls;
-    n = ARENA_PAGE / size;
-    if (n <= ARENA_INLINE_TAGS) {
-        s->tags = s->inline_tags;
-    } else {
-        n = ARENA_PAGE / (size + 1);
-        s->tags = (uint8_t *)(s->base + n * size);
-    }
-    s->nobj = (uint32_t)n;
+    s->tags = class_tagoff[cls] ? (uint8_t *)(s->base + class_tagoff[cls]) : s->inline_tags;
+    s->nobj = class_nobj[cls];
     s->nused = 0;
     s->bump = 0;
     s->freelist = NULL;
-    s->recip = (uint32_t)(((uint64_t)1 << 32) / size + 1);
+    s->recip = class_recip[cls];
     C[cls].nspans++;
     partial_push_head(&C[cls], s);
     return s;
@@ -784,7 +787,8 @@ typedef struct tstate {
     int state;
 } tstate_t;
 
-static __thread tstate_t tls;
+/* initial-exec: one %fs-relative load (the library is linked statically) */
+static __thread tstate_t tls __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static tstate_t *reg_head;
 static _Atomic int64_t dead_bytes[CORE_TAG__COUNT];
@@ -895,7 +899,6 @@ void arena_thread_flush(void)
 static void *small_alloc(unsigned tag, unsigned cls)
 {
     tstate_t *ts = ts_get();
-    arena_span_t *s;
     void *p;
 
     if (__builtin_expect(ts != NULL, 1)) {
@@ -919,8 +922,17 @@ static void *small_alloc(unsigned tag, unsigned cls)
         if (p == NULL)
             return NULL;
     }
-    s = span_in(region_of((uintptr_t)p), (uintptr_t)p);
-    s->tags[obj_index(s, (uintptr_t)p)] = (uint8_t)tag;
+    if (class_tagoff[cls] != 0) {
+        /* the slab's tag array without a look-up: slabs are page-aligned */
+        uintptr_t a = (uintptr_t)p, base = a & ~(uintptr_t)(ARENA_PAGE - 1);
+
+        ((uint8_t *)base)[class_tagoff[cls] +
+                          (uint32_t)(((uint64_t)(a - base) * class_recip[cls]) >> 32)] = (uint8_t)tag;
+    } else {
+        arena_span_t *s = span_in(region_of((uintptr_t)p), (uintptr_t)p);
+
+        s->tags[obj_index(s, (uintptr_t)p)] = (uint8_t)tag;
+    }
     account(ts, tag, class_sizes[cls], 1);
     return p;
 }
@@ -960,7 +972,7 @@ static void *alloc_raw(unsigned tag, size_t n)
     arena_span_t *s;
 
     if (n <= ARENA_SMALL_MAX)
-        return small_alloc(tag, arena_class_of(n));
+        return small_alloc(tag, class_of(n));
     if (n >= ARENA_HUGE_MIN)
         return huge_alloc(tag, n, ARENA_HUGE_HDR);
     np = (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
@@ -1003,7 +1015,7 @@ void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n)
     /* slabs start on a page and objects lie at multiples of their size:
      * a class whose size is a multiple of align gives aligned objects */
     if (align <= 4096 && n <= ARENA_SMALL_MAX) {
-        for (unsigned c = arena_class_of(n > align ? n : align); c < ARENA_NCLASSES; c++)
+        for (unsigned c = class_of(n > align ? n : align); c < ARENA_NCLASSES; c++)
             if (class_sizes[c] % align == 0)
                 return small_alloc(tag, c);
     }

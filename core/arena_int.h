@@ -38,8 +38,11 @@
 #define ARENA_REGION_SHIFT 26
 #define ARENA_REGION ((size_t)1 << ARENA_REGION_SHIFT)
 #define ARENA_REGION_PAGES (ARENA_REGION / ARENA_PAGE)
-/* 48-bit user address space: one table slot per possible region */
-#define ARENA_REGION_SLOTS ((size_t)1 << (48 - ARENA_REGION_SHIFT))
+/* 47-bit user address space (mmap never goes above without a hint): one
+ * table slot per possible region, 16 MiB of zero pages only touched where
+ * regions are */
+#define ARENA_USER_BITS 47
+#define ARENA_REGION_SLOTS ((size_t)1 << (ARENA_USER_BITS - ARENA_REGION_SHIFT))
 
 #define ARENA_SMALL_MAX ((size_t)16384)
 #define ARENA_HUGE_MIN ((size_t)1 << 20)

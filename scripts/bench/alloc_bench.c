@@ -26,8 +26,10 @@
 #define B_MALLOC(n) malloc(n)
 #define B_FREE(p) free(p)
 #ifdef BENCH_JEMALLOC
+#include <jemalloc/jemalloc.h>
 #define B_NAME "jemalloc"
 #else
+#include <malloc.h>
 #define B_NAME "glibc"
 #endif
 #endif
@@ -225,7 +227,7 @@ static int frag(void)
 {
     enum { N = 600000, SZ = 300 };
     void **slots;
-    long long start, after, kept = 0;
+    long long start, after, live, kept = 0;
 
     start = rss_private();
     slots = xmalloc(N * sizeof(*slots));
@@ -241,17 +243,26 @@ static int frag(void)
             kept++;
         }
     }
+    /* live data: the kept values and the array of pointers to them */
+    live = kept * SZ + (long long)(N * sizeof(*slots));
     after = rss_private() - start;
-    printf("allocator=%s workload=frag live=%lld rss=%lld ratio=%.2f", B_NAME, kept * SZ, after,
-           (double)after / (double)(kept * SZ));
+    printf("allocator=%s workload=frag live=%lld rss=%lld ratio=%.2f", B_NAME, live, after,
+           (double)after / (double)live);
+    /* each allocator's own way of giving free memory back */
+#if defined(BENCH_ARENA)
+    core_mem_purge(0);
+#elif defined(BENCH_JEMALLOC)
+    mallctl("arena." "4096" ".purge", NULL, NULL, NULL, 0);
+#else
+    malloc_trim(0);
+#endif
+    after = rss_private() - start;
+    printf(" rss_purged=%lld ratio_purged=%.2f", after, (double)after / (double)live);
 #ifdef BENCH_ARENA
     {
         walk_t w = {slots, N, 0, 0};
         size_t before;
 
-        core_mem_purge(0);
-        after = rss_private() - start;
-        printf(" rss_purged=%lld ratio_purged=%.2f", after, (double)after / (double)(kept * SZ));
         core_mem_compact_register(walker, &w);
         /* 1 ms slices until a whole pass moves nothing */
         do {
@@ -263,7 +274,7 @@ static int frag(void)
         core_mem_purge(0);
         after = rss_private() - start;
         printf(" rss_compacted=%lld ratio_compacted=%.2f moved=%zu", after,
-               (double)after / (double)(kept * SZ), w.moved);
+               (double)after / (double)live, w.moved);
     }
 #endif
     printf("\n");
