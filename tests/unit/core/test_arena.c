@@ -696,6 +696,52 @@ START_TEST(compaction_after_random_free)
 }
 END_TEST
 
+START_TEST(compaction_runs_from_purge_timer)
+{
+    enum { N = 200000, SZ = 200 };
+    walk_t w = {0};
+    core_mem_stats_t st;
+    int64_t moved0;
+
+    if (!ARENA_MODE)
+        return; /* the trigger reads slab figures */
+    w.slots = core_malloc(CORE_TAG_TEST, N * sizeof(void *));
+    w.n = N;
+    for (size_t i = 0; i < N; i++)
+        w.slots[i] = core_malloc(CORE_TAG_CACHE_KEYS, SZ);
+    for (size_t i = 0; i < N; i++) {
+        if (i % 10 != 3) {
+            core_free(w.slots[i]);
+            w.slots[i] = NULL;
+        }
+    }
+    ck_assert_int_eq(core_mem_compact_register(walker, &w), 0);
+    /* switched off: the timer only purges */
+    core_mem_set_compaction(0);
+    core_mem_stats(&st, 0);
+    moved0 = st.compact_moved;
+    for (int k = 0; k < 20; k++)
+        core_mem_purge(0);
+    core_mem_stats(&st, 0);
+    ck_assert_int_eq(st.compact_moved, moved0);
+    ck_assert_int_gt(st.heap_slab_bytes, 5 * st.heap_slab_used);
+    /* on (the default): 1 ms slices from each purge call until the slabs
+     * are no longer worth compacting */
+    core_mem_set_compaction(1);
+    for (int k = 0; k < 5000 && st.heap_slab_bytes - st.heap_slab_used >= (4 << 20); k++) {
+        core_mem_purge(0);
+        core_mem_stats(&st, 0);
+    }
+    ck_assert_int_gt(st.compact_moved, moved0);
+    ck_assert_int_lt(st.heap_slab_bytes - st.heap_slab_used, 4 << 20);
+    core_mem_compact_unregister(walker, &w);
+    for (size_t i = 0; i < N; i++)
+        core_free(w.slots[i]);
+    core_free(w.slots);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_KEYS), 0);
+}
+END_TEST
+
 START_TEST(relocate_leaves_dense_alone)
 {
     void *p = core_malloc(CORE_TAG_TEST, 100);
@@ -818,6 +864,7 @@ int main(void)
     tcase_add_test(t5, purge_returns_rss);
     tcase_add_test(t5, retained_is_bounded_without_timer);
     tcase_add_test(t6, compaction_after_random_free);
+    tcase_add_test(t6, compaction_runs_from_purge_timer);
     tcase_add_test(t6, relocate_leaves_dense_alone);
     tcase_add_test(t7, stress_shadow_model);
     tcase_set_timeout(t5, 60);
