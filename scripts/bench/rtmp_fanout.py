@@ -211,6 +211,9 @@ def main():
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--measure", type=float, default=5.0)
     ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--probe-viewers", type=int, default=1000)
+    ap.add_argument("--flush-ms", type=int, default=50,
+                    help="viewer-flush-ms of the second oborod (merged writes)")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -236,6 +239,11 @@ def main():
                     "--raft-port", str(o_raft), "--dir", os.path.join(tmp, "data"), "--loglevel", "warning",
                     "--rtmp-max-sessions", "100000"],
                    stdout=open(os.path.join(tmp, "oborod.log"), "w"), stderr=subprocess.STDOUT, cwd=tmp)
+        m_rtmp, m_http, m_resp, m_raft = free_port(), free_port(), free_port(), free_port()
+        om = spawn([OBOROD, "--port", str(m_resp), "--rtmp-port", str(m_rtmp), "--http-port", str(m_http),
+                    "--raft-port", str(m_raft), "--dir", os.path.join(tmp, "data2"), "--loglevel", "warning",
+                    "--rtmp-max-sessions", "100000", "--viewer-flush-ms", str(args.flush_ms)],
+                   stdout=open(os.path.join(tmp, "oborod2.log"), "w"), stderr=subprocess.STDOUT, cwd=tmp)
         n_port = free_port()
         conf = os.path.join(tmp, "nginx.conf")
         with open(conf, "w") as f:
@@ -248,63 +256,16 @@ def main():
                     "  application live { live on; } } }\n" % (tmp, tmp, n_port))
         ng = spawn(["nginx", "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log"), "-c", conf])
         wait_port(o_rtmp)
+        wait_port(m_rtmp)
         wait_port(n_port)
-        for port in (o_rtmp, n_port):
+        for port in (o_rtmp, m_rtmp, n_port):
             spawn(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", src,
                    "-c", "copy", "-f", "flv", "rtmp://127.0.0.1:%d/live/bench" % port],
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(3)
 
-        expected = bitrate / 8 * args.measure
-        print("# stream %.2f Mbps; a viewer is served without drops when it got >= 90%% of %.0f bytes"
-              % (bitrate / 1e6, expected))
-        print("%-7s | %-34s | %-34s | %s" % ("viewers", "oborod HTTP-FLV: cores, us/viewer-s, ok",
-                                              "nginx-rtmp RTMP play: cores, us/viewer-s, ok", "ratio"))
-        best = {"oborod": None, "nginx": None}
-        for n in levels:
-            row = {}
-            for name, mode, port, pid in (("oborod", "flv", o_http, od.pid), ("nginx", "rtmp", n_port, ng.pid)):
-                d0 = metric(o_http, "oboro_hub_dropped_packets_total") if name == "oborod" else 0
-                r = run_viewers(tool, mode, port, "bench", n, args.warmup, args.measure, pid)
-                d1 = metric(o_http, "oboro_hub_dropped_packets_total") if name == "oborod" else 0
-                r["ok"] = r["failed"] == 0 and r["min"] >= 0.9 * expected * r["seconds"] / args.measure \
-                    and d1 == d0
-                r["us_per_viewer_s"] = r["cpu"] * 1e6 / n
-                r["per_core"] = n / r["cpu"] if r["cpu"] > 0 else float("inf")
-                row[name] = r
-                if r["ok"]:
-                    best[name] = r
-                time.sleep(1)
-            o, g = row["oborod"], row["nginx"]
-            print("%-7d | %5.2f %8.1f %-5s min=%4.0f%% | %5.2f %8.1f %-5s min=%4.0f%% | cpu/viewer nginx/oborod %.2fx"
-                  % (n, o["cpu"], o["us_per_viewer_s"], o["ok"], 100 * o["min"] / expected,
-                     g["cpu"], g["us_per_viewer_s"], g["ok"], 100 * g["min"] / expected,
-                     g["us_per_viewer_s"] / o["us_per_viewer_s"] if o["us_per_viewer_s"] else 0), flush=True)
-        for name in ("oborod", "nginx"):
-            b = best[name]
-            if b:
-                print("# %s: largest N without drops %d, viewers per core %.0f" % (name, b["viewers"], b["per_core"]))
-            else:
-                print("# %s: no level was served without drops" % name)
-        if best["oborod"] and best["nginx"]:
-            print("# viewers per core, oborod / nginx-rtmp: %.2fx" % (best["oborod"]["per_core"] / best["nginx"]["per_core"]))
-
-        lat = get_json(o_http, "/api/streams")["latency_us"]
-        print("# oborod server-added latency (last %d samples of %d): p50 %d us, p99 %d us, max %d us"
-              % (min(8192, lat["samples"]), lat["samples"], lat["p50"], lat["p99"], lat["max"]))
-
-        # glass-to-glass over HTTP-FLV while the largest level's viewers watch
-        n = best["oborod"]["viewers"] if best["oborod"] else levels[0]
-        load = subprocess.Popen([tool, "flv", "127.0.0.1", str(o_http), "bench", str(n), "1", "12"],
-                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        procs.append(load)
-        time.sleep(1.5)
-        ms = latency_probe(o_http, o_rtmp, 8)
-        load.wait()
-        print("# probe over HTTP-FLV with %d viewers attached: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-              % (n, len(ms), pct(ms, 0.5), pct(ms, 0.99), ms[-1] if ms else float("nan")))
-
-        # memory per idle viewer: a stream that sends nothing, N viewers attached
+        # memory per idle viewer first, while the processes are fresh: a
+        # stream that sends nothing, N viewers attached
         idle = mini_publish(o_rtmp, "idle")
         ng_idle = mini_publish(n_port, "idle")
         time.sleep(0.5)
@@ -322,6 +283,65 @@ def main():
         ng_idle.close()
         print("# memory per idle viewer (RSS delta / %d): oborod HTTP-FLV %.1f KiB, nginx-rtmp RTMP %.1f KiB"
               % (args.idle, res["oborod"] / 1024, res["nginx"] / 1024))
+
+        expected = bitrate / 8 * args.measure
+        print("# stream %.2f Mbps; a viewer is served without drops when it got >= 90%% of %.0f bytes"
+              % (bitrate / 1e6, expected))
+        print("columns per server: cores used, CPU us per viewer-second, all viewers served, slowest viewer")
+        print("%-7s | %-30s | %-30s | %-30s | %s" % ("viewers", "oborod HTTP-FLV", "oborod HTTP-FLV flush %dms" % args.flush_ms,
+                                                     "nginx-rtmp RTMP play", "CPU/viewer nginx / oborod"))
+        servers = (("oborod", "flv", o_http, od.pid), ("merged", "flv", m_http, om.pid), ("nginx", "rtmp", n_port, ng.pid))
+        best = {"oborod": None, "merged": None, "nginx": None}
+        for n in levels:
+            row = {}
+            for name, mode, port, pid in servers:
+                mport = {"oborod": o_http, "merged": m_http}.get(name)
+                d0 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
+                r = run_viewers(tool, mode, port, "bench", n, args.warmup, args.measure, pid)
+                d1 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
+                r["ok"] = r["failed"] == 0 and r["min"] >= 0.9 * expected * r["seconds"] / args.measure \
+                    and d1 == d0
+                r["us_per_viewer_s"] = r["cpu"] * 1e6 / n
+                r["per_core"] = n / r["cpu"] if r["cpu"] > 0 else float("inf")
+                row[name] = r
+                if r["ok"]:
+                    best[name] = r
+                time.sleep(1)
+            o, m, g = row["oborod"], row["merged"], row["nginx"]
+            cell = lambda r: "%5.2f %7.1f %-5s %4.0f%%" % (r["cpu"], r["us_per_viewer_s"], r["ok"], 100 * r["min"] / expected)
+            print("%-7d | %-30s | %-30s | %-30s | %.2fx, %.2fx (flush)"
+                  % (n, cell(o), cell(m), cell(g), g["us_per_viewer_s"] / o["us_per_viewer_s"],
+                     g["us_per_viewer_s"] / m["us_per_viewer_s"]), flush=True)
+        for name in ("oborod", "merged", "nginx"):
+            b = best[name]
+            if b:
+                print("# %s: largest N without drops %d, viewers per core %.0f" % (name, b["viewers"], b["per_core"]))
+            else:
+                print("# %s: no level was served without drops" % name)
+        for name in ("oborod", "merged"):
+            if best[name] and best["nginx"]:
+                print("# viewers per core, %s / nginx-rtmp: %.2fx" % (name, best[name]["per_core"] / best["nginx"]["per_core"]))
+        for name, port in (("oborod", o_http), ("merged", m_http)):
+            lat = get_json(port, "/api/streams")["latency_us"]
+            print("# %s server-added latency under the last level (last %d samples of %d): p50 %d us, p99 %d us, max %d us"
+                  % (name, min(8192, lat["samples"]), lat["samples"], lat["p50"], lat["p99"], lat["max"]))
+
+        # glass-to-glass over HTTP-FLV (no encoder or decoder: publisher
+        # socket to viewer socket), idle and with viewers attached
+        for name, hport, rport in (("oborod", o_http, o_rtmp), ("merged", m_http, m_rtmp)):
+            for n in (0, args.probe_viewers):
+                load = None
+                if n:
+                    load = subprocess.Popen([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "8"],
+                                            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                    procs.append(load)
+                    time.sleep(1.5)
+                ms = latency_probe(hport, rport, 5)
+                if load:
+                    load.wait()
+                print("# %s probe over HTTP-FLV, %d other viewers: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+                      % (name, n, len(ms), pct(ms, 0.5), pct(ms, 0.99), ms[-1] if ms else float("nan")), flush=True)
+
     finally:
         cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
