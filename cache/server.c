@@ -98,7 +98,7 @@ struct cache_server {
     core_loop_t *loop;
     struct event_base *base;
     int lfd;
-    struct event lev, flush_ev;
+    struct event lev, flush_ev, cron_ev;
     int flush_pending;
     const cache_conf_t *conf;
     core_conf_t *all;
@@ -1066,7 +1066,7 @@ static void active_expire(cache_server_t *s)
     k->expire_cursor = cur;
 }
 
-static void cron(void *arg)
+static void cron(evutil_socket_t fd, short what, void *arg)
 {
     cache_server_t *s = arg;
     uint64_t now = core_mono_ms(), t0 = core_mono_us();
@@ -1152,10 +1152,12 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
         rv = -EIO;
         goto err_after_ks;
     }
-    rv = core_loop_every(loop, 100, cron, s);
-    if (rv != 0) {
-        event_del(&s->lev);
-        goto err_after_ks;
+    {
+        /* an own timer (not core_loop_every) so that it stops with the server */
+        struct timeval tv = {0, 100 * 1000};
+
+        event_assign(&s->cron_ev, s->base, -1, EV_PERSIST, cron, s);
+        event_add(&s->cron_ev, &tv);
     }
     *out = s;
     return 0;
@@ -1179,6 +1181,7 @@ void cache_server_free(cache_server_t **sp)
         return;
     event_del(&s->lev);
     event_del(&s->flush_ev);
+    event_del(&s->cron_ev);
     close(s->lfd);
     while (s->infl_head != NULL) {
         inflight_t *r = s->infl_head;
