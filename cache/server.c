@@ -1367,7 +1367,7 @@ CMD(cmd_time)
     add_bulk_ll(x, (long long)tv.tv_usec);
 }
 
-static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len)
+static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len, const char *self)
 {
     uint64_t now = core_mono_ms();
 
@@ -1378,7 +1378,7 @@ static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len
              (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
              (unsigned long long)((now - c->ctime_ms) / 1000), (unsigned long long)((now - c->last_ms) / 1000),
              c->ilen - c->ipos, c->icap - c->ilen, c->icap, c->out.len - c->out.pos, c->out.cap,
-             sizeof(*c) + c->icap + c->out.cap, c == x->c ? "client|list" : (c->last_cmd ? c->last_cmd : "NULL"),
+             sizeof(*c) + c->icap + c->out.cap, c == x->c ? self : (c->last_cmd ? c->last_cmd : "NULL"),
              c->resp);
 }
 
@@ -1485,7 +1485,7 @@ CMD(cmd_client)
         c->name = n;
         add_ok(x);
     } else if (arg_eq(A(1), "info") && x->argc == 2) {
-        client_line(x, c, line, sizeof(line));
+        client_line(x, c, line, sizeof(line), "client|info");
         add_bulk(x, line, strlen(line));
     } else if (arg_eq(A(1), "list")) {
         struct evbuffer *b = evbuffer_new();
@@ -1498,7 +1498,7 @@ CMD(cmd_client)
         for (cache_client_t *o = x->srv->clients; o != NULL; o = o->next) {
             if (o->flags & CF_DEAD)
                 continue;
-            client_line(x, o, line, sizeof(line));
+            client_line(x, o, line, sizeof(line), "client|list");
             evbuffer_add(b, line, strlen(line));
         }
         n = evbuffer_get_length(b);
