@@ -1747,6 +1747,21 @@ CMD(cmd_config)
         const core_conf_def_t *d;
         char val[1024];
 
+        /* what clients such as redis-benchmark ask about persistence: the
+         * cache itself persists nothing (Raft keeps its own log) */
+        static const char *const compat[][2] = {{"save", ""}, {"appendonly", "no"}, {"databases", "1"}};
+
+        for (size_t i = 0; i < sizeof(compat) / sizeof(compat[0]); i++) {
+            int hit = 0;
+
+            for (int j = 2; j < x->argc && !hit; j++)
+                hit = cache_glob(A(j)->p, A(j)->len, compat[i][0], strlen(compat[i][0]), 1);
+            if (hit) {
+                add_bulk(x, compat[i][0], strlen(compat[i][0]));
+                add_bulk(x, compat[i][1], strlen(compat[i][1]));
+                n++;
+            }
+        }
         for (size_t i = 0; (d = core_conf_at(all, i)) != NULL; i++) {
             int hit = 0;
 

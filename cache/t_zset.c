@@ -715,8 +715,8 @@ static void zrange_generic(cache_ctx_t *x, int rangetype, int dir)
     int withscores = 0, minidx = 2, maxidx = 3, wrong = 0;
     long long offset = 0, limit = -1, start = 0, end = 0;
     int has_limit = 0;
-    zrange_spec_t rs;
-    zlex_spec_t ls;
+    zrange_spec_t rs = {0, 0, 0, 0};
+    zlex_spec_t ls = {NULL, NULL, 0, 0, 0, 0, 0, 0};
     zset_t *z;
 
     for (int j = 4; j < x->argc; j++) {
