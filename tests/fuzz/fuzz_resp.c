@@ -103,9 +103,12 @@ int main(int argc, char **argv)
     int files = 0;
 
     for (int i = 1; i < argc; i++) {
-        DIR *d = opendir(argv[i]);
+        DIR *d;
         struct dirent *e;
 
+        if (argv[i][0] == '-')
+            continue; /* libFuzzer flags such as -runs=0 */
+        d = opendir(argv[i]);
         if (d == NULL) {
             if (replay_file(argv[i]) != 0) {
                 fprintf(stderr, "fuzz_resp: cannot read %s\n", argv[i]);
