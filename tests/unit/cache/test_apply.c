@@ -19,7 +19,8 @@
 #include <unistd.h>
 
 static core_loop_t *loop;
-static cache_conf_t conf = {100, 0, "", 512 << 20, 64 << 20};
+static cache_conf_t conf = {.maxclients = 100, .timeout = 0, .requirepass = "",
+                            .proto_max_bulk_len = 512 << 20, .client_output_limit = 64 << 20};
 
 static cache_server_t *server(void)
 {
