@@ -52,6 +52,7 @@ typedef struct admin {
         struct raft_change change;
         struct raft_transfer transfer;
         struct raft_apply apply;
+        struct raft_barrier barrier;
     } req;
     struct cache_raft *r;
     cache_raft_done_cb done;
@@ -100,6 +101,7 @@ static const core_conf_def_t defs_tmpl[] = {
     {"raft-heartbeat-timeout", CORE_CONF_INT, "50", "leader heartbeat interval in ms", NULL, 10, 10000, NULL, 0, NULL, NULL},
     {"raft-read-mode", CORE_CONF_ENUM, "linearizable", "linearizable (reads wait for a quorum barrier) or leader (the leader answers alone)", NULL, 0, 0, read_modes, CORE_CONF_RUNTIME, NULL, NULL},
     {"raft-snapshot-fork", CORE_CONF_BOOL, "yes", "serialise snapshots in a forked child so the loop never stalls", NULL, 0, 0, NULL, 0, NULL, NULL},
+    {"raft-snapshot-log-bytes", CORE_CONF_SIZE, "16mb", "also snapshot once the log in memory holds this much and more than the keyspace itself (0: off)", NULL, 0, 1LL << 40, NULL, 0, NULL, NULL},
 };
 #define N_DEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[N_DEFS];
@@ -115,6 +117,7 @@ int cache_raft_conf_register(core_conf_t *c, cache_raft_conf_t *rc)
     defs[5].ptr = &rc->heartbeat_timeout;
     defs[6].ptr = &rc->read_mode;
     defs[7].ptr = &rc->snapshot_fork;
+    defs[8].ptr = &rc->snapshot_log_bytes;
     return core_conf_add(c, defs, N_DEFS);
 }
 
@@ -332,9 +335,10 @@ static void flush_batch(cache_raft_t *r)
 
     if (b == NULL)
         return;
-    /* libraft wants entry lengths that are multiples of 8 */
+    /* libraft wants entry lengths that are multiples of 8; the entry
+     * stays in memory until a snapshot, so it gets no spare capacity */
     pad = (8 - r->cur_len % 8) % 8;
-    if (r->cur_len + pad > r->cur_cap) {
+    if (r->cur_len + pad != r->cur_cap) {
         unsigned char *p = raft_realloc(r->cur_buf, r->cur_len + pad);
 
         if (p == NULL) {
@@ -412,7 +416,7 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
         r->cur = round_get(r);
         if (r->cur == NULL)
             return -ENOMEM;
-        r->cur_cap = len + 16 > 16384 ? len + 16 : 16384;
+        r->cur_cap = len + 16 > 1024 ? len + 16 : 1024;
         r->cur_buf = raft_malloc(r->cur_cap);
         if (r->cur_buf == NULL) {
             round_put(r, r->cur);
@@ -708,9 +712,31 @@ static void check_role(cache_raft_t *r)
 
 int cache_raft_snapshot_now(cache_raft_t *r)
 {
-    r->sm.forced = 1;
-    raft_set_snapshot_threshold(&r->raft, 1);
+    cache_raft_sm_force(&r->sm);
     return 0;
+}
+
+static void kick_cb(struct raft_barrier *req, int status)
+{
+    admin_t *a = req->data;
+
+    admin_finish(a, 0);
+}
+
+/* A forked snapshot is ready: an applied entry lets libraft take it. */
+static void kick(void *arg)
+{
+    cache_raft_t *r = arg;
+    admin_t *a;
+
+    if (r->closing || raft_state(&r->raft) != RAFT_LEADER)
+        return;
+    a = admin_new(r, NULL, NULL);
+    if (a == NULL)
+        return;
+    a->req.barrier.data = a;
+    if (raft_barrier(&r->raft, &a->req.barrier, kick_cb) != 0)
+        admin_finish(a, 0);
 }
 
 /* ---- INFO ------------------------------------------------------------- */
@@ -905,6 +931,10 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
     r->raft.data = r;
     r->sm.raft = &r->raft;
     r->sm.threshold = (unsigned)conf->snapshot_threshold;
+    r->sm.trailing = (unsigned)conf->snapshot_trailing;
+    r->sm.log_budget = (uint64_t)conf->snapshot_log_bytes;
+    r->sm.kick = kick;
+    r->sm.kick_arg = r;
     raft_set_election_timeout(&r->raft, (unsigned)conf->election_timeout);
     raft_set_heartbeat_timeout(&r->raft, (unsigned)conf->heartbeat_timeout);
     raft_set_snapshot_threshold(&r->raft, (unsigned)conf->snapshot_threshold);

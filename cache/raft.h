@@ -64,6 +64,9 @@ typedef struct cache_raft_fsm {
     /* Replace the whole state with a serialised one (buf borrowed).
      * Returns 0 or a negative errno (-EPROTO for bytes it cannot read). */
     int (*load)(void *arg, const void *buf, size_t len);
+    /* Live bytes of the state (may be NULL): the log in memory is kept
+     * below max(raft-snapshot-log-bytes, this). */
+    size_t (*state_bytes)(void *arg);
 } cache_raft_fsm_t;
 
 /* Where this node lives. All strings are copied. */

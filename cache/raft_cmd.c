@@ -90,12 +90,21 @@ static void resp_address(const cache_raft_conf_t *rc, const char *bind, const ch
     snprintf(out, len, "%s:%s", host, port);
 }
 
+static size_t fsm_state_bytes(void *arg)
+{
+    int64_t n = core_mem_tag_live(CORE_TAG_CACHE_KEYS) + core_mem_tag_live(CORE_TAG_CACHE_VALUES) +
+                core_mem_tag_live(CORE_TAG_CACHE_EXPIRE);
+
+    return n > 0 ? (size_t)n : 0;
+}
+
 void cache_raft_server_fsm(cache_server_t *s, cache_raft_fsm_t *out)
 {
     out->arg = s;
     out->apply = fsm_apply;
     out->save = fsm_save;
     out->load = fsm_load;
+    out->state_bytes = fsm_state_bytes;
 }
 
 int cache_raft_attach(cache_server_t *s, core_loop_t *loop, const cache_raft_conf_t *rc,

@@ -20,6 +20,7 @@ typedef struct cache_raft_conf {
     long long heartbeat_timeout;  /* ms */
     int read_mode;                /* CACHE_RAFT_READ_* */
     int snapshot_fork;            /* serialise snapshots in a forked child */
+    long long snapshot_log_bytes; /* snapshot once the log holds this much and more than the state */
 } cache_raft_conf_t;
 
 #endif

@@ -71,6 +71,13 @@ typedef struct cache_raft_sm {
     unsigned n_nodes;
     unsigned threshold;             /* configured snapshot threshold */
     int forced;                     /* cache_raft_snapshot_now lowered it */
+    unsigned trailing;              /* configured snapshot trailing */
+    int trailing_lowered;
+    uint64_t log_bytes;             /* entry bytes applied since the last snapshot */
+    uint64_t log_entries;
+    uint64_t log_budget;            /* raft-snapshot-log-bytes */
+    void (*kick)(void *arg);        /* have an entry applied soon (leader) */
+    void *kick_arg;
     uint64_t snapshots_taken, snapshots_restored, entries_applied;
 } cache_raft_sm_t;
 
@@ -78,6 +85,10 @@ typedef struct cache_raft_sm {
  * staged (may be NULL when fork_mode is 0). Returns 0 or -ENAMETOOLONG. */
 int cache_raft_sm_init(cache_raft_sm_t *sm, const cache_raft_fsm_t *user, const char *dir,
                        int fork_mode);
+
+/* Ask for a snapshot at the next applied entry (lowers libraft's
+ * threshold to 1 until it is taken). */
+void cache_raft_sm_force(cache_raft_sm_t *sm);
 
 /* Reap a snapshot child if one is still running. */
 void cache_raft_sm_close(cache_raft_sm_t *sm);

@@ -544,6 +544,38 @@ static void dispatch(cache_raft_sm_t *sm, const void *entry, size_t elen, uint64
     }
 }
 
+void cache_raft_sm_force(cache_raft_sm_t *sm)
+{
+    if (sm->raft == NULL || sm->forced)
+        return;
+    sm->forced = 1;
+    raft_set_snapshot_threshold(sm->raft, 1);
+}
+
+/* The log in memory (libraft keeps every entry since the last snapshot)
+ * must not outgrow the state it describes: past the budget, and past the
+ * live size of the keyspace, take a snapshot and keep few trailing
+ * entries. Then RSS follows the keyspace (a FLUSHALL gives memory back). */
+static void check_log_budget(cache_raft_sm_t *sm)
+{
+    uint64_t state, avg, keep;
+
+    if (sm->log_budget == 0 || sm->log_bytes < sm->log_budget || sm->forced || sm->raft == NULL)
+        return;
+    state = sm->user.state_bytes != NULL ? sm->user.state_bytes(sm->user.arg) : 0;
+    if (sm->log_bytes < state)
+        return;
+    avg = sm->log_entries ? sm->log_bytes / sm->log_entries : 1;
+    keep = (sm->log_budget / 64) / (avg ? avg : 1);
+    if (keep < 1)
+        keep = 1;
+    if (keep < sm->trailing) {
+        raft_set_snapshot_trailing(sm->raft, (unsigned)keep);
+        sm->trailing_lowered = 1;
+    }
+    cache_raft_sm_force(sm);
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     cache_raft_sm_t *sm = fsm->data;
@@ -551,9 +583,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 
     *result = NULL;
     sm->entries_applied++;
+    sm->log_bytes += buf->len;
+    sm->log_entries++;
     if (sm->recording)
         tail_record(sm, index, buf->base, buf->len);
     dispatch(sm, buf->base, buf->len, index);
+    check_log_budget(sm);
     return 0;
 }
 
@@ -644,6 +679,10 @@ static void prep_done(uv_work_t *req, int status)
         return;
     }
     sm->prep = sm->prep_img != NULL ? PREP_READY : PREP_FAILED;
+    /* libraft takes the snapshot at the next applied entry: make one come
+     * even when no client writes */
+    if (sm->kick != NULL)
+        sm->kick(sm->kick_arg);
 }
 
 /* Fork a child that writes the state at the current index; the entries
@@ -687,6 +726,7 @@ static int prep_start(cache_raft_sm_t *sm)
         _exit(rv == 0 ? 0 : 1);
     }
     close(fd);
+    sm->log_bytes = sm->log_entries = 0;
     sm->fork_us = core_mono_us() - t0;
     sm->child = pid;
     sm->recording = 1;
@@ -723,6 +763,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         threshold_restore(sm);
         if (w == NULL)
             return RAFT_NOMEM;
+        sm->log_bytes = sm->log_entries = 0;
         w->fd = -1;
         rv = image_write(sm, w);
         img = w->mem;
@@ -774,6 +815,10 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
             core_free((*bufs)[i].base);
         core_free(*bufs);
         sm->snapshots_taken++;
+    }
+    if (sm->trailing_lowered && sm->raft != NULL) {
+        raft_set_snapshot_trailing(sm->raft, sm->trailing);
+        sm->trailing_lowered = 0;
     }
     *bufs = NULL;
     *n_bufs = 0;

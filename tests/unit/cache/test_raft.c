@@ -116,7 +116,7 @@ static int kv_load(void *arg, const void *buf, size_t len)
 
 static cache_raft_fsm_t kv_fsm(kv_t *kv)
 {
-    cache_raft_fsm_t f = {kv, kv_apply, kv_save, kv_load};
+    cache_raft_fsm_t f = {kv, kv_apply, kv_save, kv_load, NULL};
 
     return f;
 }
@@ -740,6 +740,7 @@ static void node_conf(node_t *n, long long id, char *peers, int fork_mode)
     n->conf.heartbeat_timeout = 20;
     n->conf.read_mode = CACHE_RAFT_READ_LINEARIZABLE;
     n->conf.snapshot_fork = fork_mode;
+    n->conf.snapshot_log_bytes = 0;
 }
 
 static int node_start(node_t *n, struct event_base *base, int id)
@@ -946,6 +947,39 @@ START_TEST(test_uv_fork_snapshot_and_restore)
 }
 END_TEST
 
+START_TEST(test_uv_log_budget_snapshot_without_writes)
+{
+    struct event_base *base = event_base_new();
+    static node_t n;
+    static ack_t a[256];
+    acks_t acks = {0, 0, 1, 0};
+    want_t w = {&acks, 0};
+    char cmd[128];
+
+    memset(&n, 0, sizeof(n));
+    node_conf(&n, 1, "", 1);
+    n.conf.snapshot_log_bytes = 2048; /* the toy keyspace reports 0 bytes */
+    ck_assert_int_eq(node_start(&n, base, 1), 0);
+    ck_assert(run_until(base, is_leader, &n, 5000));
+    /* each entry takes 48 bytes: 50 of them cross the 2048-byte budget */
+    for (int i = 0; i < 50; i++) {
+        snprintf(cmd, sizeof(cmd), "budget%d=%020d\n", i % 8, i);
+        a[i].all = &acks;
+        a[i].seq = i;
+        ck_assert_int_eq(cache_raft_propose(n.r, cmd, strlen(cmd), ack_cb, &a[i]), 0);
+        w.n = i + 1;
+        ck_assert(run_until(base, acked, &w, 5000));
+    }
+    /* no more writes: the forked image still lands (the leader appends a
+     * barrier once it is ready) */
+    ck_assert(run_until(base, snapshotted, &n, 10000));
+    ck_assert_int_eq(acks.failed, 0);
+    cache_raft_free(&n.r);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_RAFT_SNAP), 0);
+    event_base_free(base);
+}
+END_TEST
+
 static node_t grp[3];
 
 static int group_has_leader(void *arg)
@@ -1117,6 +1151,7 @@ static Suite *raft_suite(void)
     tcase_add_checked_fixture(tc, uv_setup, uv_teardown);
     tcase_add_test(tc, test_uv_single_node_group_commit_and_restart);
     tcase_add_test(tc, test_uv_fork_snapshot_and_restore);
+    tcase_add_test(tc, test_uv_log_budget_snapshot_without_writes);
     tcase_add_test(tc, test_uv_three_nodes);
     suite_add_tcase(s, tc);
     return s;
