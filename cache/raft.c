@@ -759,6 +759,7 @@ void cache_raft_stats(cache_raft_t *r, cache_raft_stats_t *out)
     out->snapshots_taken = r->sm.snapshots_taken;
     out->snapshots_restored = r->sm.snapshots_restored;
     out->role = raft_state(&r->raft);
+    out->snapshot_pending = r->sm.forced || r->sm.prep != PREP_IDLE;
 }
 
 static const char *server_role(int role)

@@ -156,6 +156,7 @@ typedef struct cache_raft_stats {
     uint64_t id, term, commit_index, applied_index, last_index, leader_id;
     uint64_t batches_proposed, commands_proposed, snapshots_taken, snapshots_restored;
     int role; /* 0 unavailable, 1 follower, 2 candidate, 3 leader */
+    int snapshot_pending; /* asked for (threshold, budget) and not yet taken */
 } cache_raft_stats_t;
 void cache_raft_stats(cache_raft_t *r, cache_raft_stats_t *out);
 

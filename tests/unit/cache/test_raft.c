@@ -961,15 +961,22 @@ START_TEST(test_uv_log_budget_snapshot_without_writes)
     n.conf.snapshot_log_bytes = 2048; /* the toy keyspace reports 0 bytes */
     ck_assert_int_eq(node_start(&n, base, 1), 0);
     ck_assert(run_until(base, is_leader, &n, 5000));
-    /* each entry takes 48 bytes: 50 of them cross the 2048-byte budget */
-    for (int i = 0; i < 50; i++) {
+    /* write until the budget asks for a snapshot, then stop */
+    for (int i = 0;; i++) {
+        cache_raft_stats_t st;
+
+        ck_assert_int_lt(i, 200);
         snprintf(cmd, sizeof(cmd), "budget%d=%020d\n", i % 8, i);
         a[i].all = &acks;
         a[i].seq = i;
         ck_assert_int_eq(cache_raft_propose(n.r, cmd, strlen(cmd), ack_cb, &a[i]), 0);
         w.n = i + 1;
         ck_assert(run_until(base, acked, &w, 5000));
+        cache_raft_stats(n.r, &st);
+        if (st.snapshot_pending)
+            break;
     }
+    ck_assert(!snapshotted(&n));
     /* no more writes: the forked image still lands (the leader appends a
      * barrier once it is ready) */
     ck_assert(run_until(base, snapshotted, &n, 10000));
