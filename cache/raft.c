@@ -971,7 +971,7 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
     rv = raft_start(&r->raft);
     corrupt = count_corrupt(addr->dir) - corrupt;
     if (corrupt > 0)
-        core_log_warn("raft", "corrupt log segments were set aside as corrupt-* files; their entries come back from the leader (lost on a single node)",
+        core_log_warn("raft", "unreadable log segments (a torn tail after a crash, or damage) were set aside as corrupt-* files; entries in them come back from the leader, on a single node they are lost",
                       "dir=%s segments=%d", addr->dir, corrupt);
     if (rv != 0) {
         core_log_error("raft", "cannot load the Raft log", "dir=%s error=\"%s\"", addr->dir,
