@@ -50,6 +50,7 @@ typedef struct opts {
     int ncmds;
     unsigned weight_total;
     int json;
+    const char *json_out;
     pid_t pid;
     const char *rss_out;
     char *value;                /* value_size bytes */
@@ -570,18 +571,15 @@ typedef struct totals {
     double elapsed_s;
 } totals_t;
 
-static void report(const opts_t *o, const totals_t *t, const bench_hist_t *h,
-                   const bench_sampler_t *smp)
+static void render(struct evbuffer *out, int json, const opts_t *o, const totals_t *t,
+                   const bench_hist_t *h, const bench_sampler_t *smp)
 {
-    struct evbuffer *out = evbuffer_new();
     uint64_t failed = t->err + t->lost, all = t->ok + failed;
     double per_s = t->elapsed_s > 0 ? (double)(t->ok + t->err) / t->elapsed_s : 0;
     double success = all ? 100.0 * (double)t->ok / (double)all : 0;
     int i;
 
-    if (out == NULL)
-        return;
-    if (o->json) {
+    if (json) {
         evbuffer_add_printf(out, "{\"tool\":\"oboro-bench resp\",\"host\":\"%s\",\"port\":%d,"
                             "\"mode\":\"%s\",\"requested_per_s\":%.3f,\"clients\":%d,\"threads\":%d,"
                             "\"pipeline\":%d,\"duration_s\":%.3f,\"counts\":{",
@@ -628,15 +626,47 @@ static void report(const opts_t *o, const totals_t *t, const bench_hist_t *h,
         evbuffer_add(out, "\n", 1);
         bench_report_decades(out, h);
     }
-    evbuffer_write(out, 1);
-    while (evbuffer_get_length(out) > 0 && evbuffer_write(out, 1) > 0)
-        ;
-    evbuffer_free(out);
+}
+
+static int write_all(struct evbuffer *out, int fd)
+{
+    while (evbuffer_get_length(out) > 0)
+        if (evbuffer_write(out, fd) <= 0)
+            return -EIO;
+    return 0;
+}
+
+/* Print the report (text or JSON) on stdout, and JSON into --json-out. */
+static int report(const opts_t *o, const totals_t *t, const bench_hist_t *h,
+                  const bench_sampler_t *smp)
+{
+    struct evbuffer *out = evbuffer_new();
+    int rv = 0;
+
+    if (out == NULL)
+        return -ENOMEM;
+    render(out, o->json, o, t, h, smp);
+    fflush(stdout);
+    rv = write_all(out, 1);
     if (smp != NULL && !o->json) {
         printf("\n");
         bench_sampler_print(smp, stdout);
         printf("Memory CSV: %s\n", o->rss_out);
     }
+    if (o->json_out != NULL) {
+        FILE *f = fopen(o->json_out, "w");
+
+        evbuffer_drain(out, evbuffer_get_length(out));
+        render(out, 1, o, t, h, smp);
+        if (f == NULL || write_all(out, fileno(f)) != 0) {
+            fprintf(stderr, "oboro-bench: cannot write %s\n", o->json_out);
+            rv = -EIO;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    evbuffer_free(out);
+    return rv;
 }
 
 static void resp_usage(FILE *f)
@@ -660,6 +690,7 @@ static void resp_usage(FILE *f)
         "  --pid PID          sample PID's memory once a second into --rss-out\n"
         "  --rss-out FILE     memory CSV (rss-PID.csv)\n"
         "  --json             one JSON object instead of the table\n"
+        "  --json-out FILE    also write the JSON object into FILE\n"
         "Without --mix or --command the load is SET (the 150,000 SET/min experiment).\n");
 }
 
@@ -673,7 +704,8 @@ int bench_cmd_resp(int argc, char **argv)
         {"value-size", required_argument, NULL, 'v'}, {"mix", required_argument, NULL, 'm'},
         {"command", required_argument, NULL, 'C'}, {"timeout", required_argument, NULL, 'T'},
         {"pid", required_argument, NULL, 'i'}, {"rss-out", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'}, {"json-out", required_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     opts_t *o = core_calloc(CORE_TAG_BENCH, 1, sizeof(*o));
@@ -721,6 +753,7 @@ int bench_cmd_resp(int argc, char **argv)
         case 'i': o->pid = (pid_t)v; break;
         case 'o': o->rss_out = optarg; break;
         case 'j': o->json = 1; break;
+        case 'J': o->json_out = optarg; break;
         case 'd':
             if (bench_duration_parse(optarg, &o->duration_ns) != 0) {
                 fprintf(stderr, "oboro-bench: bad duration '%s' (30s, 10m, 1h)\n", optarg);
@@ -895,8 +928,13 @@ join:
             fprintf(stderr, "oboro-bench: could not connect to %s:%d\n", o->host, o->port);
             rc = 1;
         } else {
-            t.elapsed_s = last_end > first_start ? (double)(last_end - first_start) / 1e9 : 0;
-            report(o, &t, all, use_smp ? &smp : NULL);
+            /* the run spans its whole schedule even though request k
+             * is sent at k * period: a run of 100 at 100/s takes 1 s */
+            t.elapsed_s = (double)o->duration_ns / 1e9;
+            if (last_end > first_start + o->duration_ns)
+                t.elapsed_s = (double)(last_end - first_start) / 1e9;
+            if (report(o, &t, all, use_smp ? &smp : NULL) != 0)
+                rc = 1;
         }
     }
 out:
