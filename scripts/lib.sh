@@ -29,7 +29,8 @@ oboro_install() {
 }
 
 # Configure (once) and build into $1 with further meson options.
-oboro_build() {
+# Runs in a subshell so the caller's working directory is kept.
+oboro_build() (
     local dir=$1; shift
     cd "$OBORO_ROOT"
     if [ ! -f "$dir/build.ninja" ]; then
@@ -38,4 +39,4 @@ oboro_build() {
         meson configure "$dir" "$@" >/dev/null
     fi
     ninja -C "$dir"
-}
+)
