@@ -63,6 +63,7 @@ struct probe {
     AVCodecParameters *par;
     _Atomic int stop;
     _Atomic uint64_t sent;
+    _Atomic int pub_failed;
     char pub_err[160];
     pthread_t pub_thread;
 };
@@ -319,6 +320,8 @@ static void *publisher_main(void *arg)
     if (p->pub_err[0] == '\0')
         av_write_trailer(oc);
 out:
+    if (p->pub_err[0])
+        atomic_store(&p->pub_failed, 1);
     av_packet_free(&pkt);
     if (oc != NULL) {
         avio_closep(&oc->pb);
@@ -594,10 +597,15 @@ int bench_cmd_latency(int argc, char **argv)
             break;
     {
         /* players keep reading for a grace period after the last frame so
-         * the frames still in flight (HLS: the last segment) arrive */
-        uint64_t grace = 3000000000ULL;
+         * the frames still in flight (HLS: the last segment) arrive; a
+         * publisher that failed ends the run at once */
+        uint64_t end = p->start_wall + p->duration_ns + 3000000000ULL;
 
-        sleep_until_wall(p, p->start_wall + p->duration_ns + grace);
+        while (bench_wall_ns() < end && !atomic_load(&interrupted) && !atomic_load(&p->pub_failed)) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+        }
     }
     atomic_store(&p->stop, 1);
     pthread_join(p->pub_thread, NULL);
