@@ -139,6 +139,31 @@ int64_t bench_mem_private_kb(const bench_mem_t *m);
 void bench_mem_csv_header(FILE *f);
 void bench_mem_csv_row(FILE *f, double elapsed_s, const bench_mem_t *m);
 
+/* ---- FLV stream and /proc/PID/stat -------------------------------------- */
+
+#define BENCH_FLV_MAX_TAG (4u * 1024 * 1024)
+
+typedef struct bench_flv_tag {
+    uint8_t type;               /* 8 audio, 9 video, 18 script data */
+    uint32_t timestamp_ms;
+    uint32_t size;              /* payload bytes */
+    int keyframe;               /* video: frame type 1 */
+} bench_flv_tag_t;
+
+/* The FLV file header and the first PreviousTagSize at buf[0..len).
+ * Returns its length (9 + 4 for a standard header), -EAGAIN or -EPROTO
+ * (no "FLV" signature, header offset below 9 or above 64). */
+ssize_t bench_flv_header_parse(const uint8_t *buf, size_t len);
+
+/* One tag with its trailing PreviousTagSize. Returns the bytes it takes,
+ * -EAGAIN, or -EPROTO (unknown type, payload above BENCH_FLV_MAX_TAG,
+ * filtered/encrypted tags, PreviousTagSize not 11 + payload). */
+ssize_t bench_flv_tag_parse(const uint8_t *buf, size_t len, bench_flv_tag_t *out);
+
+/* CPU time (utime + stime, clock ticks) from the text of /proc/PID/stat.
+ * Returns 0 or -EPROTO. */
+int bench_stat_parse(const char *text, size_t len, uint64_t *ticks);
+
 /* ---- reports ----------------------------------------------------------- */
 
 /* Format ns as a short human figure ("812ns", "0.153ms", "1.204s") into

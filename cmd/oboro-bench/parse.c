@@ -316,3 +316,94 @@ void bench_mem_csv_row(FILE *f, double elapsed_s, const bench_mem_t *m)
             (long long)m->lazyfree_kb, (long long)m->rss_kb);
     fflush(f);
 }
+
+/* ---- FLV --------------------------------------------------------------- */
+
+static uint32_t be24(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | be24(p + 1);
+}
+
+ssize_t bench_flv_header_parse(const uint8_t *buf, size_t len)
+{
+    static const uint8_t sig[3] = {'F', 'L', 'V'};
+    uint32_t off;
+
+    if (memcmp(buf, sig, len < 3 ? len : 3) != 0)
+        return -EPROTO;
+    if (len < 9)
+        return -EAGAIN;
+    off = be32(buf + 5);
+    if (off < 9 || off > 64)
+        return -EPROTO;
+    if (len < off + 4)
+        return -EAGAIN;
+    return (ssize_t)(off + 4);
+}
+
+ssize_t bench_flv_tag_parse(const uint8_t *buf, size_t len, bench_flv_tag_t *out)
+{
+    uint8_t type;
+    uint32_t size;
+
+    if (len < 1)
+        return -EAGAIN;
+    type = buf[0];
+    if (type != 8 && type != 9 && type != 18)
+        return -EPROTO; /* also rejects the filter bit (0x20) */
+    if (len < 11)
+        return -EAGAIN;
+    size = be24(buf + 1);
+    if (size > BENCH_FLV_MAX_TAG)
+        return -EPROTO;
+    if (len < 11 + (size_t)size + 4)
+        return -EAGAIN;
+    if (be32(buf + 11 + size) != 11 + size)
+        return -EPROTO;
+    out->type = type;
+    out->size = size;
+    out->timestamp_ms = be24(buf + 4) | (uint32_t)buf[7] << 24;
+    out->keyframe = type == 9 && size > 0 && (buf[11] >> 4) == 1;
+    return (ssize_t)(11 + size + 4);
+}
+
+int bench_stat_parse(const char *text, size_t len, uint64_t *ticks)
+{
+    const char *p = NULL, *end = text + len;
+    unsigned long long ut, st;
+    char tmp[512];
+    size_t i, n;
+    int field = 2;
+
+    /* comm (field 2) may hold spaces and parentheses: the last ')' ends it */
+    for (i = len; i > 0; i--)
+        if (text[i - 1] == ')') {
+            p = text + i;
+            break;
+        }
+    if (p == NULL)
+        return -EPROTO;
+    n = (size_t)(end - p) < sizeof(tmp) - 1 ? (size_t)(end - p) : sizeof(tmp) - 1;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    p = tmp;
+    /* fields 3..13, then utime (14) and stime (15) */
+    while (field < 13) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return -EPROTO;
+        while (*p != ' ' && *p != '\0')
+            p++;
+        field++;
+    }
+    if (sscanf(p, " %llu %llu", &ut, &st) != 2)
+        return -EPROTO;
+    *ticks = ut + st;
+    return 0;
+}

@@ -56,9 +56,13 @@ class RedisServer:
 
 
 def run_bench(*args, timeout=120):
-    """Run oboro-bench to completion; returns CompletedProcess (text)."""
-    return subprocess.run([BENCH_BIN] + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    """Run oboro-bench to completion; returns CompletedProcess (text).
+    A sanitizer report on its stderr fails the test whatever the exit code."""
+    p = subprocess.run([BENCH_BIN] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    if harness.SANITIZER_RE.search(p.stderr):
+        raise AssertionError("sanitizer report from oboro-bench %s:\n%s" % (args[0], p.stderr))
+    return p
 
 
 NGINX_CONF = """load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;

@@ -252,6 +252,74 @@ START_TEST(smaps_self)
 }
 END_TEST
 
+/* FLV: a header, a video keyframe tag of 5 bytes, an audio tag of 0. */
+static const uint8_t flv[] = {
+    'F', 'L', 'V', 1, 5, 0, 0, 0, 9, 0, 0, 0, 0,
+    9, 0, 0, 5, 0x12, 0x34, 0x56, 0x01, 0, 0, 0, 0x17, 1, 0, 0, 0, 0, 0, 0, 16,
+    8, 0, 0, 0, 0, 0, 0x28, 0, 0, 0, 0, 0, 0, 0, 11,
+};
+
+START_TEST(flv_tags)
+{
+    bench_flv_tag_t t;
+    size_t cut;
+
+    ck_assert_int_eq(bench_flv_header_parse(flv, sizeof(flv)), 13);
+    ck_assert_int_eq(bench_flv_tag_parse(flv + 13, sizeof(flv) - 13, &t), 20);
+    ck_assert_uint_eq(t.type, 9);
+    ck_assert_uint_eq(t.size, 5);
+    ck_assert_uint_eq(t.timestamp_ms, 0x01123456);
+    ck_assert_int_eq(t.keyframe, 1);
+    ck_assert_int_eq(bench_flv_tag_parse(flv + 33, sizeof(flv) - 33, &t), 15);
+    ck_assert_uint_eq(t.type, 8);
+    ck_assert_uint_eq(t.timestamp_ms, 0x28);
+    ck_assert_int_eq(t.keyframe, 0);
+    /* split at every byte: need more, never malformed */
+    for (cut = 0; cut < 13; cut++)
+        ck_assert_int_eq(bench_flv_header_parse(flv, cut), -EAGAIN);
+    for (cut = 0; cut < 20; cut++)
+        ck_assert_int_eq(bench_flv_tag_parse(flv + 13, cut, &t), -EAGAIN);
+}
+END_TEST
+
+START_TEST(flv_malformed)
+{
+    uint8_t b[sizeof(flv)];
+    bench_flv_tag_t t;
+
+    ck_assert_int_eq(bench_flv_header_parse((const uint8_t *)"FLX", 3), -EPROTO);
+    ck_assert_int_eq(bench_flv_header_parse((const uint8_t *)"G", 1), -EPROTO);
+    memcpy(b, flv, sizeof(b));
+    b[8] = 8; /* header offset below 9 */
+    ck_assert_int_eq(bench_flv_header_parse(b, sizeof(b)), -EPROTO);
+    memcpy(b, flv, sizeof(b));
+    b[13] = 7; /* unknown tag type */
+    ck_assert_int_eq(bench_flv_tag_parse(b + 13, sizeof(b) - 13, &t), -EPROTO);
+    b[13] = 9 | 0x20; /* filtered (encrypted) */
+    ck_assert_int_eq(bench_flv_tag_parse(b + 13, sizeof(b) - 13, &t), -EPROTO);
+    memcpy(b, flv, sizeof(b));
+    b[32] = 17; /* PreviousTagSize does not match */
+    ck_assert_int_eq(bench_flv_tag_parse(b + 13, sizeof(b) - 13, &t), -EPROTO);
+    memcpy(b, flv, sizeof(b));
+    b[14] = 0x50; /* 5 MiB + 5: above the limit, rejected before it arrives */
+    b[15] = 0x00;
+    ck_assert_int_eq(bench_flv_tag_parse(b + 13, 11, &t), -EPROTO);
+}
+END_TEST
+
+START_TEST(proc_stat)
+{
+    static const char st[] = "28004 (a (b) c) R 27907 27907 6027 0 -1 4194304 100 0 0 0 "
+                             "120 35 0 0 20 0 1 0 113595 3133440 390\n";
+    uint64_t ticks = 0;
+
+    ck_assert_int_eq(bench_stat_parse(st, strlen(st), &ticks), 0);
+    ck_assert_uint_eq(ticks, 155);
+    ck_assert_int_eq(bench_stat_parse("1 (x) R 1 2", 11, &ticks), -EPROTO);
+    ck_assert_int_eq(bench_stat_parse("no parens", 9, &ticks), -EPROTO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("bench/parse");
@@ -268,6 +336,9 @@ int main(void)
     tcase_add_test(tr, reply_limits);
     tcase_add_test(tm, smaps);
     tcase_add_test(tm, smaps_self);
+    tcase_add_test(tm, proc_stat);
+    tcase_add_test(tr, flv_tags);
+    tcase_add_test(tr, flv_malformed);
     suite_add_tcase(s, tv);
     suite_add_tcase(s, tr);
     suite_add_tcase(s, tm);
