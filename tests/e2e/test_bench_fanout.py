@@ -75,6 +75,34 @@ class BenchFanoutTest(unittest.TestCase):
         for args in ([], ["--url", "rtmp://x/live/a"], ["--url", "http://h/a.flv", "--viewers", "0"]):
             self.assertEqual(run_bench("fanout", *args).returncode, 2, args)
 
+    def test_oborod_live_stream(self):
+        # a real publisher (ffmpeg, paced with -re) and 4 viewers on oborod
+        with Oborod() as d:
+            pub = subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                 "testsrc=size=160x120:rate=25", "-t", "20", "-c:v", "libx264", "-preset", "ultrafast",
+                 "-g", "25", "-bf", "0", "-f", "flv", "rtmp://127.0.0.1:%d/live/fan" % d.rtmp_port],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True)
+            harness._live.append(pub)
+            try:
+                for _ in range(30):  # until the stream is live
+                    p = run_bench("fanout", "--url", d.url("/live/fan.flv"), "--viewers", 1,
+                                  "--duration", "300ms", "--json")
+                    if json.loads(p.stdout)["connected"] == 1:
+                        break
+                res = json.loads(run_bench("fanout", "--url", d.url("/live/fan.flv"), "--viewers", 4,
+                                           "--duration", "3s", "--json", "--pid", d.proc.pid).stdout)
+                self.assertEqual((res["connected"], res["failed"]), (4, 0), res)
+                for v in res["per_viewer"]:
+                    self.assertGreater(v["frames"], 25, v)
+                    self.assertGreaterEqual(v["keyframes"], 1, v)
+                self.assertIn("server_cpu", res)
+            finally:
+                pub.kill()
+                pub.wait()
+                harness._live.remove(pub)
+
     def test_oborod_unknown_stream(self):
         # oborod answers 404 for a stream nobody publishes
         with Oborod() as d:

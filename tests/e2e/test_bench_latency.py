@@ -1,6 +1,6 @@
 """oboro-bench latency: publish over RTMP, play back at once, per-frame
 glass-to-glass latency. Against nginx-rtmp (RTMP play and HLS) as the
-reference origin, and against oborod once it ingests RTMP."""
+reference origin, and against oborod (HTTP-FLV; LL-HLS once it serves it)."""
 import json
 import socket
 import unittest
@@ -71,13 +71,21 @@ class BenchLatencyTest(unittest.TestCase):
             p = run_bench("latency", "--rtmp-port", d.rtmp_port, "--http-port", d.http_port,
                           "--duration", "3s", "--json")
             res = json.loads(p.stdout)
-            if res["publish_error"] is not None:
-                self.assertEqual(p.returncode, 1)
-                self.skipTest("oborod does not ingest RTMP in this build: " + res["publish_error"])
+            self.assertIsNone(res["publish_error"])
             self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(res["sent"], 90)
             flv = res["players"][0]
-            self.assertGreater(flv["frames"], 0, flv)
+            # HTTP-FLV starts at the GOP cache: every frame from the first
+            # keyframe on, each with its stamp
+            self.assertGreater(flv["frames"], 80, flv)
             self.assertEqual(flv["unstamped"], 0)
+            self.assertGreater(flv["latency"]["min_ns"], 0)
+            self.assertLess(flv["latency"]["max_ns"], 30e9)
+            # LL-HLS once oborod serves it
+            hls = res["players"][1]
+            if hls["opened"]:
+                self.assertGreater(hls["frames"], 0, hls)
+                self.assertEqual(hls["unstamped"], 0)
 
 
 if __name__ == "__main__":
