@@ -69,15 +69,16 @@ class BenchLatencyTest(unittest.TestCase):
     def test_against_oborod(self):
         with Oborod() as d:
             p = run_bench("latency", "--rtmp-port", d.rtmp_port, "--http-port", d.http_port,
-                          "--duration", "3s", "--json")
+                          "--duration", "4s", "--json")
             res = json.loads(p.stdout)
             self.assertIsNone(res["publish_error"])
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertEqual(res["sent"], 90)
+            self.assertEqual(res["sent"], 120)
             flv = res["players"][0]
-            # HTTP-FLV starts at the GOP cache: every frame from the first
-            # keyframe on, each with its stamp
-            self.assertGreater(flv["frames"], 80, flv)
+            # the player polls until the stream exists, then starts at the
+            # GOP cache (a keyframe a second): at least a whole GOP arrives,
+            # every frame with its stamp
+            self.assertGreaterEqual(flv["frames"], 30, flv)
             self.assertEqual(flv["unstamped"], 0)
             self.assertGreater(flv["latency"]["min_ns"], 0)
             self.assertLess(flv["latency"]["max_ns"], 30e9)
