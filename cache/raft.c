@@ -66,7 +66,10 @@ struct cache_raft {
     const cache_raft_conf_t *conf;
     struct event_base *base;
     uv_loop_t uv;
-    struct raft_uv_transport transport;
+    struct raft_uv_transport transport;  /* raft_uv's: tcp with TCP_NODELAY */
+    struct raft_uv_transport tcp;        /* raft_uv_tcp underneath */
+    raft_uv_accept_cb accept_cb;
+    raft_uv_transport_close_cb transport_close_cb;
     struct raft_io io;
     struct raft raft;
     cache_raft_sm_t sm;
@@ -820,6 +823,113 @@ int cache_raft_info(cache_raft_t *r, struct evbuffer *out)
     return rv ? -ENOMEM : 0;
 }
 
+/* ---- peer transport: raft_uv_tcp with TCP_NODELAY ---------------------- */
+
+/* raft_uv_tcp leaves Nagle's algorithm on: an AppendEntries written while
+ * the previous one is unacknowledged waits for the peer's delayed ACK
+ * (40 ms on Linux), which showed as a p99 of 40-45 ms on a busy 3-node
+ * shard. This transport wraps raft_uv_tcp and turns TCP_NODELAY on for
+ * every peer stream, accepted or connected. */
+typedef struct nd_connect {
+    struct raft_uv_connect req;  /* handed to raft_uv_tcp */
+    struct raft_uv_connect *orig; /* raft_uv's request */
+} nd_connect_t;
+
+static void nd_nodelay(struct uv_stream_s *stream)
+{
+    if (stream != NULL && stream->type == UV_TCP)
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+}
+
+static int nd_init(struct raft_uv_transport *t, raft_id id, const char *address)
+{
+    cache_raft_t *r = t->impl;
+    int rv = r->tcp.init(&r->tcp, id, address);
+
+    if (rv != 0)
+        memcpy(t->errmsg, r->tcp.errmsg, sizeof(t->errmsg));
+    return rv;
+}
+
+static void nd_accept_cb(struct raft_uv_transport *inner, raft_id id, const char *address,
+                         struct uv_stream_s *stream)
+{
+    cache_raft_t *r = inner->data;
+
+    nd_nodelay(stream);
+    r->accept_cb(&r->transport, id, address, stream);
+}
+
+static int nd_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
+{
+    cache_raft_t *r = t->impl;
+    int rv;
+
+    r->accept_cb = cb;
+    rv = r->tcp.listen(&r->tcp, nd_accept_cb);
+    if (rv != 0)
+        memcpy(t->errmsg, r->tcp.errmsg, sizeof(t->errmsg));
+    return rv;
+}
+
+static void nd_connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    nd_connect_t *c = req->data;
+    struct raft_uv_connect *orig = c->orig;
+
+    core_free(c);
+    if (status == 0)
+        nd_nodelay(stream);
+    orig->cb(orig, stream, status);
+}
+
+static int nd_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+    cache_raft_t *r = t->impl;
+    nd_connect_t *c = core_calloc(CORE_TAG_RAFT_LOG, 1, sizeof(*c));
+    int rv;
+
+    if (c == NULL)
+        return RAFT_NOMEM;
+    req->cb = cb;
+    c->orig = req;
+    c->req.data = c;
+    rv = r->tcp.connect(&r->tcp, &c->req, id, address, nd_connect_cb);
+    if (rv != 0) {
+        memcpy(t->errmsg, r->tcp.errmsg, sizeof(t->errmsg));
+        core_free(c);
+    }
+    return rv;
+}
+
+static void nd_close_cb(struct raft_uv_transport *inner)
+{
+    cache_raft_t *r = inner->data;
+
+    if (r->transport_close_cb != NULL)
+        r->transport_close_cb(&r->transport);
+}
+
+static void nd_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
+{
+    cache_raft_t *r = t->impl;
+
+    r->transport_close_cb = cb;
+    r->tcp.close(&r->tcp, nd_close_cb);
+}
+
+static void nd_setup(cache_raft_t *r)
+{
+    r->tcp.data = r;
+    memset(&r->transport, 0, sizeof(r->transport));
+    r->transport.impl = r;
+    r->transport.init = nd_init;
+    r->transport.listen = nd_listen;
+    r->transport.connect = nd_connect;
+    r->transport.close = nd_close;
+}
+
 /* ---- lifecycle -------------------------------------------------------- */
 
 typedef struct boot {
@@ -899,15 +1009,16 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
         goto err;
     r->uv_ready = 1;
     r->sm.uv = &r->uv;
-    if (raft_uv_tcp_init(&r->transport, &r->uv) != 0)
+    if (raft_uv_tcp_init(&r->tcp, &r->uv) != 0)
         goto err;
     r->transport_ready = 1;
+    nd_setup(r);
     if (boot.found) {
         char bind[CACHE_RAFT_ADDR_MAX];
 
         /* listen on bind:raft-port, advertise the raft-peers address */
         snprintf(bind, sizeof(bind), "%s:%d", addr->bind, addr->raft_port);
-        if (raft_uv_tcp_set_bind_address(&r->transport, bind) != 0) {
+        if (raft_uv_tcp_set_bind_address(&r->tcp, bind) != 0) {
             core_log_error("raft", "bad bind address", "bind=%s", bind);
             rv = -EINVAL;
             goto err;
@@ -1040,7 +1151,7 @@ void cache_raft_free(cache_raft_t **rp)
     if (r->io_ready)
         raft_uv_close(&r->io);
     if (r->transport_ready)
-        raft_uv_tcp_close(&r->transport);
+        raft_uv_tcp_close(&r->tcp);
     if (r->uv_ready) {
         uv_run(&r->uv, UV_RUN_DEFAULT);
         if (uv_loop_close(&r->uv) != 0)
