@@ -705,11 +705,10 @@ static void check_role(cache_raft_t *r)
                         (unsigned long long)r->raft.current_term, role_name(st));
     r->last_state = st;
     if (st == RAFT_LEADER && r->announced_term != r->raft.current_term) {
+        /* always: the entry is also this term's first, and committing it
+         * commits whatever earlier terms left uncommitted */
         r->announced_term = r->raft.current_term;
-        const char *known = cache_raft_sm_node_addr(&r->sm, r->raft.id);
-
-        if (known == NULL || strcmp(known, r->resp_addr) != 0)
-            announce(r);
+        announce(r);
     }
 }
 
