@@ -10,6 +10,7 @@ loopback, redis-py as the client.
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -206,6 +207,12 @@ class SingleNodeTest(unittest.TestCase):
                 # pipelined commands of one loop iteration share a log entry
                 self.assertLess(batches, 2000)
                 self.assertEqual(r.info("raft")["raft_role"], "leader")
+                # reads: linearizable by default, leader-only at run time
+                self.assertEqual(r.config_get("raft-read-mode"), {"raft-read-mode": "linearizable"})
+                r.config_set("raft-read-mode", "leader")
+                self.assertEqual(r.get("hits"), b"2000")
+                self.assertEqual(raft_info(r)["raft_read_mode"], "leader")
+                r.config_set("raft-read-mode", "linearizable")
                 d.kill()
             with Oborod(preset=preset) as d:
                 r = redis.Redis(host="127.0.0.1", port=d.port, socket_timeout=5)
@@ -266,6 +273,11 @@ class ThreeNodeTest(unittest.TestCase):
         with self.assertRaises(redis.ResponseError) as cm:
             c.client(f).set("x", "y")
         self.assertTrue(str(cm.exception).startswith("MOVED"))
+        # redis-cli -c follows the redirect
+        out = subprocess.run(["redis-cli", "-c", "-p", str(c.presets[f]["port"]),
+                              "SET", "via-follower", "1"], capture_output=True, timeout=10)
+        self.assertEqual(out.stdout.strip(), b"OK", out)
+        self.assertEqual(r.get("via-follower"), b"1")
 
         # kill -9 the leader under write load
         w = Writer(c, "fo:")
