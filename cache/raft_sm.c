@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #define SNAP_VERSION 1u
 #define SNAP_TRAILER 12u /* u64 state_len + u32 crc */
 #define TAIL_MAGIC "OBTL"
+#define CHILD_MAX_S 600u /* a snapshot child may run this long */
 
 /* ---- little-endian helpers -------------------------------------------- */
 
@@ -632,12 +634,29 @@ static void prep_work(uv_work_t *req)
     unsigned char *mem = NULL;
     struct stat st;
     size_t off = 0;
-    int status = 0, fd;
+    int status = 0, exited = 0, fd;
 
     sm->prep_img = NULL;
-    while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    /* a child that never ends (say, a lock held at fork time by another
+     * thread) is killed after CHILD_MAX_S; the next snapshot retries */
+    for (unsigned waited_ms = 0, step = 1;; waited_ms += step, step = step < 50 ? step * 2 : 50) {
+        pid_t w = waitpid(sm->child, &status, WNOHANG);
+
+        if (w == sm->child) {
+            exited = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            break;
+        }
+        if (w < 0 && errno != EINTR)
+            break;
+        if (waited_ms > CHILD_MAX_S * 1000) {
+            kill(sm->child, SIGKILL);
+            while (waitpid(sm->child, &status, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
+        usleep(step * 1000);
+    }
+    if (!exited)
         goto out;
     fd = open(sm->tmp_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
