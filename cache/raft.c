@@ -10,8 +10,12 @@
 
 #include "core/arena.h"
 #include "core/log.h"
+#include "core/loop.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -77,6 +81,7 @@ struct cache_raft {
     char address[CACHE_RAFT_ADDR_MAX];   /* our Raft address */
     char resp_addr[CACHE_RAFT_ADDR_MAX]; /* our RESP address */
     int uv_ready, io_ready, transport_ready, raft_ready, closing, closed;
+    int lock_fd;                         /* flock on dir/oboro.lock */
     int last_state;
     uint64_t announced_term;
     /* the batch being filled in this loop iteration */
@@ -951,6 +956,41 @@ static void boot_peer(void *arg, uint64_t id, const char *addr)
         b->err = 1;
 }
 
+/* One process per data directory: two nodes writing one log corrupt it. */
+static int lock_dir(cache_raft_t *r, const char *dir)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/oboro.lock", dir);
+
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -ENAMETOOLONG;
+    r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (r->lock_fd < 0) {
+        core_log_error("raft", "cannot open the data directory lock", "path=%s error=\"%s\"", path,
+                       strerror(errno));
+        return -EIO;
+    }
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        core_log_error("raft", "the data directory is in use by another oborod", "dir=%s", dir);
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* raft_uv_tcp reports a busy port only as a failed start: check first. */
+static int check_port(const char *bind, int port)
+{
+    int fd = core_listen_tcp(bind, port, 1, NULL);
+
+    if (fd == -EADDRINUSE) {
+        core_log_error("raft", "raft-port is already in use", "bind=%s port=%d", bind, port);
+        return -EADDRINUSE;
+    }
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
 /* Number of segments raft_uv has set aside as corrupt ("corrupt-*"). */
 static int count_corrupt(const char *dir)
 {
@@ -993,6 +1033,7 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
         return -ENOMEM;
     r->conf = conf;
     r->base = base;
+    r->lock_fd = -1;
     r->last_state = RAFT_UNAVAILABLE;
     snprintf(r->resp_addr, sizeof(r->resp_addr), "%s", addr->resp_addr);
     snprintf(r->address, sizeof(r->address), "%s:%d", addr->bind, addr->raft_port);
@@ -1001,6 +1042,12 @@ int cache_raft_new(cache_raft_t **out, struct event_base *base, const cache_raft
     cache_raft_peers_parse(conf->peers, boot_peer, &boot);
 
     rv = cache_raft_sm_init(&r->sm, fsm, addr->dir, conf->snapshot_fork);
+    if (rv != 0)
+        goto err;
+    rv = lock_dir(r, addr->dir);
+    if (rv != 0)
+        goto err;
+    rv = check_port(addr->bind, addr->raft_port);
     if (rv != 0)
         goto err;
     rv = -ENOMEM;
@@ -1157,6 +1204,8 @@ void cache_raft_free(cache_raft_t **rp)
             core_log_warn("raft", "libuv loop still had handles at close", NULL);
     }
     cache_raft_sm_close(&r->sm);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
     while (r->pool != NULL) {
         round_t *b = r->pool;
 

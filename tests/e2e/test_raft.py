@@ -18,7 +18,7 @@ import unittest
 
 import redis
 
-from harness import Oborod, free_port, main
+from harness import Oborod, free_port, main, run_oborod
 
 
 def raft_info(r):
@@ -238,6 +238,23 @@ class SingleNodeTest(unittest.TestCase):
                 self.assertIn("unreadable log segments", d.log_text())
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class StartupErrorsTest(unittest.TestCase):
+    def test_dir_and_raft_port_in_use(self):
+        with Oborod() as d:
+            base = ["--port", str(free_port()), "--rtmp-port", str(free_port()),
+                    "--http-port", str(free_port())]
+            # a second daemon on the same data directory would corrupt the log
+            code, out, err = run_oborod(base + ["--raft-port", str(free_port()), "--dir", d.dir])
+            self.assertEqual(code, 1)
+            self.assertIn("data directory is in use by another oborod", err)
+            # the Raft port is taken
+            code, out, err = run_oborod(base + ["--raft-port", str(d.raft_port),
+                                                "--dir", os.path.join(d.tmp, "other")])
+            self.assertEqual(code, 1)
+            self.assertIn("raft-port is already in use", err)
+            self.assertEqual(redis.Redis(port=d.port).set("still", "up"), True)
 
 
 class ThreeNodeTest(unittest.TestCase):
