@@ -454,6 +454,47 @@ START_TEST(cross_thread_free)
 }
 END_TEST
 
+typedef struct fl {
+    pthread_barrier_t bar;
+} fl_t;
+
+static void *fl_main(void *arg)
+{
+    fl_t *f = arg;
+    void *v[2000];
+
+    for (int i = 0; i < 2000; i++)
+        v[i] = core_malloc(CORE_TAG_BLUR, 48);
+    for (int i = 0; i < 2000; i++)
+        core_free(v[i]);
+    core_mem_thread_flush();
+    pthread_barrier_wait(&f->bar); /* main looks while we are alive */
+    pthread_barrier_wait(&f->bar);
+    return NULL;
+}
+
+START_TEST(worker_flush)
+{
+    fl_t f;
+    pthread_t th;
+
+    arena_thread_flush();
+    pthread_barrier_init(&f.bar, NULL, 2);
+    ck_assert_int_eq(pthread_create(&th, NULL, fl_main, &f), 0);
+    pthread_barrier_wait(&f.bar);
+    if (ARENA_MODE) {
+        arena_heap_info_t hi;
+
+        arena_heap_info(&hi);
+        ck_assert_uint_eq(hi.slab_used_bytes, 0);
+    }
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_BLUR), 0);
+    pthread_barrier_wait(&f.bar);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&f.bar);
+}
+END_TEST
+
 enum { PT_THREADS = 4, PT_N = 3000 };
 
 typedef struct pt {
@@ -861,6 +902,7 @@ int main(void)
     tcase_add_test(t3, aligned_blocks);
     tcase_add_test(t4, cross_thread_free);
     tcase_add_test(t4, per_thread_counters);
+    tcase_add_test(t4, worker_flush);
     tcase_add_test(t5, purge_returns_rss);
     tcase_add_test(t5, retained_is_bounded_without_timer);
     tcase_add_test(t6, compaction_after_random_free);
