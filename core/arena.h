@@ -2,7 +2,7 @@
  *
  * General allocations (core_malloc & co.) carry a tag; live bytes and
  * object counts per tag are readable at any time (core_mem_stats).
- * Scoped arenas (core_scope_t) give bump allocation with O(1) reset for
+ * Scoped arenas (core_scope_t) give bump allocation, dropped all at once, for
  * request-, command-, iteration- and batch-scoped memory.
  *
  * Build option allocator=system routes everything to libc malloc (with a
