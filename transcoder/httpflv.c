@@ -89,17 +89,9 @@ static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
     struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(v->conn));
-    char size[16];
-    ssize_t n;
-    int hl = 0;
+    ssize_t n = tc_pkt_add_to(p, out, v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0);
 
-    if (v->chunked) {
-        hl = snprintf(size, sizeof(size), "%zx\r\n", tc_pkt_flv_len(p));
-        if (evbuffer_add(out, size, (size_t)hl) != 0)
-            goto fail;
-    }
-    n = tc_pkt_add_to(p, out, 0, 0);
-    if (n < 0 || (v->chunked && evbuffer_add(out, "\r\n", 2) != 0))
+    if (n < 0)
         goto fail;
     v->bytes += (uint64_t)n;
     core_metric_inc(v->srv->hub.m.bytes_out[TC_PROTO_FLV], n);

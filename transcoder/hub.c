@@ -20,15 +20,22 @@
 
 /* ---- packets ------------------------------------------------------------ */
 
+#define CHUNK_HDR_ROOM 10      /* "ffffff" + CRLF fits: tags are under 16 MiB */
+
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len)
 {
-    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS,
-                              sizeof(*p) + FLV_TAG_HEADER_LEN + len + FLV_TAG_TRAILER_LEN);
+    size_t flv_len = FLV_TAG_HEADER_LEN + (size_t)len + FLV_TAG_TRAILER_LEN;
+    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS, sizeof(*p) + CHUNK_HDR_ROOM + flv_len + 2);
+    char hdr[CHUNK_HDR_ROOM + 1];
 
     if (p == NULL)
         return NULL;
     memset(p, 0, sizeof(*p));
     p->refs = 1;
+    p->flv = p->buf + CHUNK_HDR_ROOM;
+    p->chunk_hdr = (uint8_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", flv_len);
+    memcpy(p->flv - p->chunk_hdr, hdr, p->chunk_hdr);
+    memcpy(p->flv + flv_len, "\r\n", 2);
     p->type = type;
     p->ts = ts;
     p->len = len;
@@ -78,16 +85,19 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size)
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size)
 {
     const void *data;
     size_t len;
 
-    if (rtmp) {
+    if (form == TC_FORM_RTMP) {
         if (tc_pkt_rtmp(p, chunk_size) != 0)
             return -ENOMEM;
         data = p->rtmp;
         len = p->rtmp_len;
+    } else if (form == TC_FORM_FLV_CHUNKED) {
+        data = p->flv - p->chunk_hdr;
+        len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
     } else {
         data = p->flv;
         len = tc_pkt_flv_len(p);
