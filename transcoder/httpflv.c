@@ -94,7 +94,7 @@ static int packet(tc_sub_t *sub, tc_pkt_t *p)
     if (n < 0)
         goto fail;
     v->bytes += (uint64_t)n;
-    core_metric_inc(v->srv->hub.m.bytes_out[TC_PROTO_FLV], n);
+    v->srv->hub.out_pending[TC_PROTO_FLV] += n;
     return 0;
 
 fail:

@@ -382,6 +382,16 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
     return 0;
 }
 
+/* Counters are shared atomics: add once per batch, not once per viewer. */
+static void count_out(tc_hub_t *h)
+{
+    for (int i = 0; i < TC_PROTO__COUNT; i++)
+        if (h->out_pending[i] != 0) {
+            core_metric_inc(h->m.bytes_out[i], h->out_pending[i]);
+            h->out_pending[i] = 0;
+        }
+}
+
 static void flush_now(tc_stream_t *s)
 {
     for (tc_sub_t *sub = s->subs; sub != NULL; sub = sub->next)
@@ -452,6 +462,7 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     }
     sub->dirty = 0;
     ops->flush(sub);
+    count_out(s->hub);
     return 0;
 }
 
@@ -584,6 +595,7 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         next = sub->next;
         deliver(s, sub, p, now_ms);
     }
+    count_out(h);
     tc_pkt_unref(p);
     return 0;
 }

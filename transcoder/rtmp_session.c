@@ -190,7 +190,7 @@ static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
         tc_hub_detach(sub);
         return session_fail(s, "out of memory", (int)n);
     }
-    core_metric_inc(s->srv->hub.m.bytes_out[TC_PROTO_RTMP], n);
+    s->srv->hub.out_pending[TC_PROTO_RTMP] += n;
     return 0;
 }
 

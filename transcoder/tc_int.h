@@ -148,6 +148,7 @@ struct tc_hub {
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
