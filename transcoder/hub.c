@@ -116,9 +116,17 @@ ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_
 static uint32_t lat[LAT_SAMPLES];
 static uint64_t lat_n;
 static core_metric_t *lat_hist;
+static int lat_muted;
+
+void tc_latency_mute(int on)
+{
+    lat_muted = on;
+}
 
 void tc_latency_record(uint64_t us)
 {
+    if (lat_muted)
+        return;
     if (lat_hist != NULL)
         core_metric_observe_us(lat_hist, (int64_t)us);
     lat[lat_n++ % LAT_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
@@ -156,6 +164,7 @@ void tc_latency_reset(void)
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
 {
+    lat_muted = 0;
     core_metrics_t *m = core_metrics_global();
     static const double lb[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1};
 
@@ -232,8 +241,9 @@ void tc_hub_close(tc_hub_t *h)
 {
     while (h->streams != NULL)
         stream_free(h->streams);
-    /* packets still queued in sockets may report latency after this */
+    /* packets still queued in sockets are released after this, unsent */
     lat_hist = NULL;
+    lat_muted = 1;
 }
 
 tc_stream_t *tc_hub_find(tc_hub_t *h, const char *app, const char *name)

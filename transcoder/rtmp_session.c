@@ -81,8 +81,15 @@ static void session_free(tc_rtmp_session_t *s)
     core_metric_inc(srv->hub.m.sessions, -1);
     if (s->timer != NULL)
         event_free(s->timer);
-    if (s->bev != NULL)
+    if (s->bev != NULL) {
+        struct evbuffer *o = bufferevent_get_output(s->bev);
+
+        /* what is still queued will never be sent */
+        tc_latency_mute(1);
+        evbuffer_drain(o, evbuffer_get_length(o));
+        tc_latency_mute(0);
         bufferevent_free(s->bev);
+    }
     rtmp_reader_close(&s->reader);
     core_scope_free(&s->scratch);
     core_free(s);
