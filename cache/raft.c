@@ -782,7 +782,6 @@ int cache_raft_info(cache_raft_t *r, struct evbuffer *out)
 
     cache_raft_stats(r, &st);
     rv |= evbuffer_add_printf(out,
-                              "# Raft\r\n"
                               "raft_node_id:%llu\r\n"
                               "raft_role:%s\r\n"
                               "raft_address:%s\r\n"

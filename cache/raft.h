@@ -147,8 +147,9 @@ int cache_raft_node_add(cache_raft_t *r, uint64_t id, const char *addr,
 int cache_raft_node_remove(cache_raft_t *r, uint64_t id, cache_raft_done_cb done, void *arg);
 int cache_raft_transfer(cache_raft_t *r, uint64_t id, cache_raft_done_cb done, void *arg);
 
-/* Append the "# Raft" section of INFO (raft_* key:value lines, CRLF) to
- * out. RAFT.INFO replies with the same text. Returns 0 or -ENOMEM. */
+/* Append the lines of INFO's "# Raft" section (raft_* key:value lines,
+ * CRLF; no header) to out. RAFT.INFO replies with the header and the same
+ * lines. Returns 0 or -ENOMEM. */
 int cache_raft_info(cache_raft_t *r, struct evbuffer *out);
 
 /* Numbers for tests and INFO. */

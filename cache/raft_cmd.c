@@ -12,10 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void log_info(void *impl, struct evbuffer *out)
+{
+    cache_raft_info(impl, out);
+}
+
 static const cache_log_ops_t raft_log_ops = {
     cache_raft_propose,
     cache_raft_is_leader,
     cache_raft_leader,
+    log_info,
 };
 
 static void fsm_apply(void *arg, const void *buf, size_t len, uint64_t index)
@@ -216,7 +222,7 @@ CMD(cmd_raft_info)
     if (r == NULL)
         return;
     b = evbuffer_new();
-    if (b == NULL || cache_raft_info(r, b) != 0) {
+    if (b == NULL || evbuffer_add(b, "# Raft\r\n", 8) != 0 || cache_raft_info(r, b) != 0) {
         if (b != NULL)
             evbuffer_free(b);
         add_err(x, "ERR out of memory");

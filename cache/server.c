@@ -1761,12 +1761,6 @@ CMD(cmd_info)
                             (unsigned long long)s->ks->hits, (unsigned long long)s->ks->misses,
                             (unsigned long long)s->stat_batches, (unsigned long long)s->last_index);
     }
-    if (want_section(x, "raft", 1) && s->raft != NULL) {
-        if (!first)
-            evbuffer_add(b, "\r\n", 2);
-        first = 0;
-        cache_raft_info(s->raft, b);
-    }
     if (want_section(x, "keyspace", 1)) {
         SECTION("Keyspace");
         if (cache_ks_size(s->ks) > 0)
