@@ -334,6 +334,35 @@ class ThreeNodeTest(unittest.TestCase):
         # the restarted node came back from a snapshot (its own or the leader's)
         self.assertGreater(int(raft_info(c.client(l))["raft_snapshots_restored"]), 0)
 
+    def test_quorum_lost_then_back(self):
+        c = self.c
+        l = c.leader()
+        c.client(l).set("q", "1")
+        survivor = (l + 1) % 3
+        other = (l + 2) % 3
+        c.kill(l)
+        c.kill(other)
+        # alone, the survivor has no leader: it says so and takes nothing
+        r = c.client(survivor)
+        deadline = time.time() + 10
+        msg = ""
+        while not msg.startswith("CLUSTERDOWN"):
+            self.assertLess(time.time(), deadline, "last error: " + msg)
+            try:
+                r.set("q", "2")
+                self.fail("a node without quorum acknowledged a write")
+            except redis.ResponseError as e:
+                msg = str(e)
+            time.sleep(0.05)
+        self.assertEqual(msg, "CLUSTERDOWN No raft leader")
+        # a second node is back: a leader again, nothing lost
+        c.start(other)
+        nl = c.leader(timeout=15)
+        lr = c.client(nl)
+        self.assertEqual(lr.get("q"), b"1")
+        lr.set("q", "3")
+        self.assertEqual(lr.get("q"), b"3")
+
     def test_frozen_follower_rejoins(self):
         c = self.c
         l = c.leader()
