@@ -8,6 +8,7 @@
  * pending replies are written at the end of the loop iteration, one
  * write(2) per client. */
 #include "cache/cache_int.h"
+#include "cache/t_live.h"
 
 #include "core/log.h"
 #include "core/memreport.h"
@@ -381,6 +382,23 @@ static int batch_add(cache_server_t *s, cache_client_t *c, int argc, const resp_
     b->count++;
     schedule_flush(s);
     return 0;
+}
+
+int cache_server_writable(cache_server_t *s)
+{
+    return is_leader(s);
+}
+
+uint64_t cache_server_batch_now(cache_server_t *s)
+{
+    batch_t *b = batch_cur(s);
+
+    return b != NULL ? b->now : core_wall_ms();
+}
+
+int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv)
+{
+    return batch_add(s, NULL, argc, argv);
 }
 
 static void resume_client(cache_client_t *c)
@@ -1073,6 +1091,13 @@ static void cron(void *arg)
 
     s->cron_ticks++;
     active_expire(s);
+    if (is_leader(s) && cache_live_due(s->ks, core_wall_ms())) {
+        resp_arg_t av[1];
+
+        /* presence deadlines, ranking windows: replicated (cache/t_live.h) */
+        arg_set_lit(&av[0], "__live.tick");
+        batch_add(s, NULL, 1, av);
+    }
     while (ht_rehash(&s->ks->ht, 100) && core_mono_us() - t0 < 1000) {
     }
     if (s->conf->timeout > 0 && s->cron_ticks % 10 == 0) {
