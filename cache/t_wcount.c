@@ -80,7 +80,7 @@ static void advance(wcount_t *w, int64_t b)
 
 int64_t wcount_sum(const wcount_t *w, uint64_t now_ms, uint32_t buckets)
 {
-    int64_t bt = bucket_of(w, now_ms), from;
+    int64_t bt = bucket_of(w, now_ms), from, d;
 
     if (bt < w->cur)
         bt = w->cur;    /* a clock behind the newest write: read at the newest */
@@ -89,7 +89,10 @@ int64_t wcount_sum(const wcount_t *w, uint64_t now_ms, uint32_t buckets)
     from = bt - buckets;
     if (from >= w->cur)
         return 0;
-    return w->total - w->cum[slot(w, from)];
+    /* increments of both signs can make a window's sum exceed int64 */
+    if (__builtin_sub_overflow(w->total, w->cum[slot(w, from)], &d))
+        return w->total > 0 ? INT64_MAX : INT64_MIN;
+    return d;
 }
 
 int wcount_expired(const wcount_t *w, uint64_t now_ms)
