@@ -88,6 +88,7 @@ struct tc_sub {
     int waiting_key;           /* dropping until the next keyframe */
     uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
     uint64_t dropped;
+    uint64_t sid;              /* viewer session id within the hub (viewers.c) */
 };
 
 typedef struct tc_stream_info {
@@ -132,6 +133,9 @@ struct tc_hub {
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    struct cache_server *cache;     /* live state (viewers.c), or NULL */
+    struct event *viewers_ev;       /* presence keep-alive timer */
+    uint64_t sid_prefix, sid_next;  /* viewer session ids */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -166,6 +170,25 @@ void tc_hub_detach(tc_sub_t *sub);
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
 void tc_latency_reset(void);
+
+/* ---- viewer sessions in the cache (viewers.c) ------------------------- */
+
+#define TC_VIEWER_TTL_MS 15000     /* presence of a viewer session */
+#define TC_VIEWER_TOUCH_MS 5000    /* keep-alive period, well within the TTL */
+
+struct cache_server;
+
+/* Report a subscriber's join / leave (called by tc_hub_attach/detach). */
+void tc_viewers_join(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
+void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
+/* Start reporting to cache (borrowed; must outlive the hub or a stop);
+ * starts the keep-alive timer. Returns 0 or -ENOMEM. */
+int tc_viewers_start(tc_hub_t *h, struct cache_server *cache);
+void tc_viewers_stop(tc_hub_t *h);
+/* Viewers of s on every node of the shard (from the cache), -1 without one. */
+long long tc_viewers_count(const tc_hub_t *h, const tc_stream_t *s);
+/* GET /api/ranking?window=S&n=N */
+void tc_api_ranking_cb(struct evhttp_request *req, const char *path, void *arg);
 
 /* ---- outputs and the server ------------------------------------------- */
 
