@@ -370,33 +370,43 @@ CMD(cmd_wrank_incrby)
         return;
     }
     /* check every sum first so that an overflow changes nothing */
-    for (uint32_t j = 0; j < r->nwin; j++) {
-        zm = zset_find(r->agg[j], A(2)->p, A(2)->len);
-        if (zm != NULL && (zm->score + (double)d > (double)WR_MAX_ABS ||
-                           zm->score + (double)d < -(double)WR_MAX_ABS)) {
-            add_err(x, "ERR increment or decrement would overflow");
-            return;
-        }
-    }
-    if (r->ring[slot(r, r->cur)] != NULL) {
-        wcell_t *c = (wcell_t *)ht_find(r->ring[slot(r, r->cur)], A(2)->p, A(2)->len);
+    {
+        double cur[WR_MAXWIN];
+        wcell_t *c = NULL;
+        ht_t *t = r->ring[slot(r, r->cur)];
 
-        if (c != NULL && (c->v + d > WR_MAX_ABS || c->v + d < -WR_MAX_ABS)) {
-            add_err(x, "ERR increment or decrement would overflow");
-            return;
+        for (uint32_t j = 0; j < r->nwin; j++) {
+            zm = zset_find(r->agg[j], A(2)->p, A(2)->len);
+            cur[j] = zm != NULL ? zm->score : 0;
+            if (cur[j] + (double)d > (double)WR_MAX_ABS || cur[j] + (double)d < -(double)WR_MAX_ABS) {
+                add_err(x, "ERR increment or decrement would overflow");
+                return;
+            }
         }
-    }
-    if (cell_add(r, r->cur, A(2)->p, A(2)->len, d) != 0) {
-        add_err(x, "OOM command not allowed when used memory > 'maxmemory'.");
-        return;
-    }
-    for (uint32_t j = 0; j < r->nwin; j++)
-        if (agg_add(r->agg[j], A(2)->p, A(2)->len, d) != 0) {
+        if (t != NULL)
+            c = (wcell_t *)ht_find(t, A(2)->p, A(2)->len);
+        if (c != NULL) {
+            if (c->v + d > WR_MAX_ABS || c->v + d < -WR_MAX_ABS) {
+                add_err(x, "ERR increment or decrement would overflow");
+                return;
+            }
+            c->v += d;
+        } else if (cell_add(r, r->cur, A(2)->p, A(2)->len, d) != 0) {
             add_err(x, "OOM command not allowed when used memory > 'maxmemory'.");
             return;
         }
-    zm = zset_find(r->agg[r->nwin - 1], A(2)->p, A(2)->len);
-    add_int(x, zm != NULL ? (long long)zm->score : 0);
+        for (uint32_t j = 0; j < r->nwin; j++) {
+            double s = cur[j] + (double)d;
+            int rv = s == 0 ? (zset_del(r->agg[j], A(2)->p, A(2)->len), 0)
+                            : zset_set(r->agg[j], A(2)->p, A(2)->len, s);
+
+            if (rv < 0) {
+                add_err(x, "OOM command not allowed when used memory > 'maxmemory'.");
+                return;
+            }
+        }
+        add_int(x, (long long)(cur[r->nwin - 1] + (double)d));
+    }
 }
 
 /* Parse [WINDOW s] / [WITHSCORES] options from argv[start] and pick the
