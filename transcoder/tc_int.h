@@ -200,6 +200,13 @@ struct cache_server;
 /* Report a subscriber's join / leave (called by tc_hub_attach/detach). */
 void tc_viewers_join(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
 void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
+/* Viewer sessions that are not hub subscribers (LL-HLS): stream is
+ * "APP/NAME", local_id unique on this node (both borrowed). Report JOIN
+ * once, TOUCH at least every TC_VIEWER_TOUCH_MS while the session lasts,
+ * LEAVE when it ends; a session not touched for TC_VIEWER_TTL_MS ends by
+ * itself in the cache. */
+typedef enum tc_viewer_event { TC_VIEWER_JOIN, TC_VIEWER_TOUCH, TC_VIEWER_LEAVE } tc_viewer_event_t;
+void tc_viewers_session(tc_hub_t *h, const char *stream, const char *local_id, tc_viewer_event_t ev);
 /* Start reporting to cache (borrowed; must outlive the hub or a stop);
  * starts the keep-alive timer. Returns 0 or -ENOMEM. */
 int tc_viewers_start(tc_hub_t *h, struct cache_server *cache);

@@ -60,6 +60,21 @@ void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub)
     report(cache_event_viewer_leave(h->cache, s->name, sid), "leave", s->name);
 }
 
+void tc_viewers_session(tc_hub_t *h, const char *stream, const char *local_id, tc_viewer_event_t ev)
+{
+    char sid[64];
+    int rv;
+
+    if (h->cache == NULL)
+        return;
+    snprintf(sid, sizeof(sid), "%016llx-%s", (unsigned long long)h->sid_prefix, local_id);
+    if (ev == TC_VIEWER_LEAVE)
+        rv = cache_event_viewer_leave(h->cache, stream, sid);
+    else
+        rv = cache_event_viewer_touch(h->cache, stream, sid, TC_VIEWER_TTL_MS, ev == TC_VIEWER_JOIN);
+    report(rv, ev == TC_VIEWER_JOIN ? "join" : ev == TC_VIEWER_TOUCH ? "touch" : "leave", stream);
+}
+
 static void touch_cb(evutil_socket_t fd, short what, void *arg)
 {
     tc_hub_t *h = arg;
