@@ -3,6 +3,11 @@
  * stay identical through sweeps. */
 #include "live_fixture.h"
 
+#include "cache/log.h"
+#include "core/loop.h"
+
+#include <errno.h>
+#include <event2/event.h>
 #include <stdint.h>
 
 static cache_ks_t *ks;
@@ -256,6 +261,157 @@ START_TEST(test_generic_commands)
 }
 END_TEST
 
+
+/* ---- a shard: the leader's events and sweeps reach every replica ------------ */
+
+static core_loop_t *sloop;
+static cache_server_t *leader, *fol[2];
+static cache_conf_t sconf = {100, 0, "", 512 << 20, 64 << 20};
+static uint64_t nprop;
+
+/* The log of the test shard: every proposal is committed at once and
+ * applied on the leader and both followers, in order. */
+static int fan_propose(void *impl, const void *buf, size_t len, cache_log_done_cb done, void *arg)
+{
+    nprop++;
+    cache_apply_batch(leader, buf, len, nprop);
+    for (int i = 0; i < 2; i++)
+        cache_apply_batch(fol[i], buf, len, nprop);
+    done(arg, 0);
+    return 0;
+}
+
+static int yes(void *impl)
+{
+    return 1;
+}
+
+static int no(void *impl)
+{
+    return 0;
+}
+
+static const char *noaddr(void *impl)
+{
+    return NULL;
+}
+
+static int refuse(void *impl, const void *buf, size_t len, cache_log_done_cb done, void *arg)
+{
+    return -ENOTCONN;
+}
+
+static const cache_log_ops_t fan_ops = {fan_propose, yes, noaddr, NULL};
+static const cache_log_ops_t follower_ops = {refuse, no, noaddr, NULL};
+
+static cache_server_t *shard_server(void)
+{
+    cache_server_t *s = NULL;
+    int fd = core_listen_tcp("127.0.0.1", 0, 16, NULL);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(cache_server_new(&s, sloop, fd, &sconf, NULL), 0);
+    return s;
+}
+
+static void shard_setup(void)
+{
+    base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
+    sloop = core_loop_new();
+    ck_assert(sloop != NULL);
+    leader = shard_server();
+    cache_server_set_log(leader, &fan_ops, NULL);
+    for (int i = 0; i < 2; i++) {
+        fol[i] = shard_server();
+        cache_server_set_log(fol[i], &follower_ops, NULL);
+    }
+}
+
+static void shard_teardown(void)
+{
+    cache_server_free(&leader);
+    for (int i = 0; i < 2; i++)
+        cache_server_free(&fol[i]);
+    core_loop_free(&sloop);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), base_values);
+}
+
+static void brk(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(core_loop_base(sloop));
+}
+
+static void run_for(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    struct event *t = evtimer_new(core_loop_base(sloop), brk, NULL);
+
+    evtimer_add(t, &tv);
+    event_base_dispatch(core_loop_base(sloop));
+    event_free(t);
+}
+
+/* Score of member in the sorted set key of s, -1 when absent. */
+static double zscore(cache_server_t *s, const char *key, const char *m)
+{
+    cache_entry_t *e = cache_ks_find(cache_server_ks(s), key, strlen(key), 0, 0);
+    zmember_t *zm;
+
+    if (e == NULL || e->type != CACHE_T_ZSET)
+        return -1;
+    zm = zset_find(ent_ptr(e), m, strlen(m));
+    return zm != NULL ? zm->score : -1;
+}
+
+START_TEST(test_shard_events_and_sweeps)
+{
+    cache_live_rank_t top[4];
+    size_t n;
+
+    ck_assert_int_eq(cache_event_viewer_touch(leader, "live/a", "s1", 300, 1), 0);
+    ck_assert_int_eq(cache_event_viewer_touch(leader, "live/a", "s2", 60000, 1), 0);
+    ck_assert_int_eq(cache_event_viewer_touch(leader, "live/b", "s3", 60000, 1), 0);
+    ck_assert_int_eq(cache_event_viewer_touch(fol[0], "live/b", "s4", 60000, 1), -ENOTCONN);
+    ck_assert_int_eq(cache_event_viewer_touch(leader, "", "s4", 60000, 1), -EINVAL);
+    run_for(30);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(cache_live_viewers(fol[i], "live/a"), 2);
+        ck_assert_int_eq(cache_live_viewers(fol[i], "live/b"), 1);
+        ck_assert(zscore(fol[i], "rank:viewers", "live/a") == 2);
+        ck_assert(lf_same_snapshot(cache_server_ks(leader), cache_server_ks(fol[i]), 0));
+    }
+    ck_assert_int_eq(cache_live_ranking(fol[1], 3600, top, 4, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(top[0].stream, "live/a");
+    ck_assert_int_eq(top[0].views, 2);
+    ck_assert_int_eq(top[0].viewers, 2);
+    ck_assert_str_eq(top[1].stream, "live/b");
+    ck_assert_int_eq(cache_live_ranking(fol[1], 60, top, 4, &n), -EINVAL);
+    /* a leave is replicated at once */
+    ck_assert_int_eq(cache_event_viewer_leave(leader, "live/b", "s3"), 0);
+    run_for(30);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(cache_live_viewers(fol[i], "live/b"), 0);
+        ck_assert(zscore(fol[i], "rank:viewers", "live/b") == -1);
+    }
+    /* s1's deadline passes: only the leader's sweep changes the replicas
+     * (the mirror is written by the sweep, not computed by a read) */
+    run_for(600);
+    for (int i = 0; i < 2; i++) {
+        ck_assert(zscore(fol[i], "rank:viewers", "live/a") == 1);
+        ck_assert(lf_same_snapshot(cache_server_ks(leader), cache_server_ks(fol[i]), 0));
+    }
+    /* keep-alive of the other session and the joins stay counted */
+    ck_assert_int_eq(cache_event_viewer_touch(leader, "live/a", "s2", 60000, 0), 0);
+    run_for(30);
+    ck_assert_int_eq(cache_live_ranking(fol[0], 86400, top, 4, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(top[0].views, 2);
+    ck_assert_int_eq(top[0].viewers, 1);
+    ck_assert(lf_same_snapshot(cache_server_ks(leader), cache_server_ks(fol[1]), 0));
+}
+END_TEST
+
 static Suite *presence_suite(void)
 {
     Suite *s = suite_create("cache/presence");
@@ -269,6 +425,11 @@ static Suite *presence_suite(void)
     tcase_add_test(tc, test_many_members);
     tcase_add_test(tc, test_replicas_identical);
     tcase_add_test(tc, test_generic_commands);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("shard");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, shard_setup, shard_teardown);
+    tcase_add_test(tc, test_shard_events_and_sweeps);
     suite_add_tcase(s, tc);
     return s;
 }
