@@ -18,6 +18,7 @@
 #define WC_DEF_SPAN 3600
 #define WC_MAX_RES 86400
 #define WC_MAX_BUCKETS 86400
+#define WC_MAX_BUCKET_INDEX (1LL << 53) /* bucket numbers of Unix ms times are far below */
 
 struct wcount {
     live_val_t lv;
@@ -224,7 +225,7 @@ int wcount_load(cache_ks_t *k, const char *key, size_t klen, const unsigned char
     if (live_get(pp, left, h32, sizeof(h32)) != 0 || live_get(pp, left, hdr, sizeof(hdr)) != 0)
         return -EPROTO;
     if (h32[0] < 1 || h32[0] > WC_MAX_RES || h32[1] < 2 || h32[1] > WC_MAX_BUCKETS + 1 ||
-        *left < (size_t)h32[1] * sizeof(int64_t))
+        hdr[1] < 0 || hdr[1] > WC_MAX_BUCKET_INDEX || *left < (size_t)h32[1] * sizeof(int64_t))
         return -EPROTO;
     w = wc_new(k, key, klen, h32[0], h32[1]);
     if (w == NULL)

@@ -587,7 +587,8 @@ int wrank_load(cache_ks_t *k, const char *key, size_t klen, const unsigned char 
 
     if (live_get(pp, left, h, sizeof(h)) != 0 || h[0] < 1 || h[0] > WR_MAX_RES || h[1] < 1 ||
         h[1] > WR_MAXWIN || live_get(pp, left, win, h[1] * 4) != 0 ||
-        live_get(pp, left, &cur, 8) != 0 || live_get(pp, left, &nused, 4) != 0)
+        live_get(pp, left, &cur, 8) != 0 || live_get(pp, left, &nused, 4) != 0 || cur < 0 ||
+        cur > WR_MAX_ABS)
         return -EPROTO;
     for (uint32_t j = 0; j < h[1]; j++)
         if (win[j] < 1 || win[j] > WR_MAX_BUCKETS || (j > 0 && win[j] <= win[j - 1]))

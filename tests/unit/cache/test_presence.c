@@ -257,6 +257,7 @@ START_TEST(test_generic_commands)
     ck_assert_str_eq(lf_run(c, T0, "ZSCORE rv p"), "$1\r\n1\r\n");
     cache_ks_free(&c);
     evbuffer_free(s);
+    lf_flip_each_byte(ks, T0);
     ck_assert_int_eq(lf_int(ks, T0, "DEL p rv"), 2);
 }
 END_TEST

@@ -175,6 +175,7 @@ START_TEST(test_snapshot_restore)
     ck_assert_int_eq(cache_ks_size(c), 0);
     cache_ks_free(&c);
     evbuffer_free(s);
+    lf_flip_each_byte(ks, T0);
 }
 END_TEST
 

@@ -268,6 +268,7 @@ START_TEST(test_snapshot_and_replicas)
         ck_assert_int_eq(cache_ks_restore(c, evbuffer_pullup(s, -1), cut), -EPROTO);
     cache_ks_free(&c);
     evbuffer_free(s);
+    lf_flip_each_byte(b, T0 + 150000);
     cache_ks_free(&b);
 }
 END_TEST
