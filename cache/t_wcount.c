@@ -104,7 +104,7 @@ int wcount_expired(const wcount_t *w, uint64_t now_ms)
 /* WCOUNT.INCR key [BY n] [RESOLUTION s] [SPAN s] */
 CMD(cmd_wcount_incr)
 {
-    long long by = 1, res = 0, span = 0;
+    long long by = 1, res = LLONG_MIN, span = LLONG_MIN; /* LLONG_MIN: not given */
     int wrong = 0;
     cache_entry_t *e;
     wcount_t *w;
@@ -127,6 +127,12 @@ CMD(cmd_wcount_incr)
         if (get_ll_or_reply(x, A(i + 1), dst, NULL) != 0)
             return;
     }
+    if ((res != LLONG_MIN && res < 1) || (span != LLONG_MIN && span < 1))
+        res = span = -1; /* given, but not a positive number: refused below */
+    if (res == LLONG_MIN)
+        res = 0;
+    if (span == LLONG_MIN)
+        span = 0;
     if (res < 0 || res > WC_MAX_RES || span < 0 || (span > 0 && res > 0 && span % res != 0) ||
         (span > 0 && span / (res ? res : WC_DEF_RES) > WC_MAX_BUCKETS) ||
         (span > 0 && span < (res ? res : WC_DEF_RES))) {

@@ -18,6 +18,7 @@
 #include "cache/t_live.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,7 +290,7 @@ static int cmp_u32(const void *a, const void *b)
 /* WRANK.INCRBY key member delta [RESOLUTION s] [WINDOW s]... */
 CMD(cmd_wrank_incrby)
 {
-    long long d, res = 0, ws[WR_MAXWIN];
+    long long d, res = LLONG_MIN, ws[WR_MAXWIN]; /* LLONG_MIN: not given */
     uint32_t nw = 0, win[WR_MAXWIN];
     int wrong = 0;
     cache_entry_t *e;
@@ -321,7 +322,7 @@ CMD(cmd_wrank_incrby)
             ws[nw++] = v;
         }
     }
-    if (res == 0)
+    if (res == LLONG_MIN)
         res = WR_DEF_RES;
     if (nw == 0) {
         ws[0] = 3600;

@@ -96,6 +96,8 @@ START_TEST(test_span_and_gaps)
     ck_assert_int_eq(lf_int(ks, T0 + 1000000, "WCOUNT.INCR c SPAN 10 RESOLUTION 1"), 3);
     ck_assert(strncmp(lf_run(ks, T0, "WCOUNT.INCR d SPAN 10 RESOLUTION 3"), "-ERR RESOLUTION", 15) == 0);
     ck_assert(strncmp(lf_run(ks, T0, "WCOUNT.INCR d SPAN 172800"), "-ERR RESOLUTION", 15) == 0);
+    ck_assert(strncmp(lf_run(ks, T0, "WCOUNT.INCR d RESOLUTION 0"), "-ERR RESOLUTION", 15) == 0);
+    ck_assert(strncmp(lf_run(ks, T0, "WCOUNT.INCR d SPAN -1"), "-ERR RESOLUTION", 15) == 0);
     ck_assert_int_eq(lf_int(ks, T0, "EXISTS d"), 0);
 }
 END_TEST

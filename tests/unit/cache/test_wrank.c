@@ -60,6 +60,7 @@ START_TEST(test_basic)
                      "-ERR the same WINDOW twice\r\n");
     ck_assert_str_eq(lf_run(ks, T0, "WRANK.INCRBY n a 1 WINDOW 1 WINDOW 2 WINDOW 3 WINDOW 4 WINDOW 5"),
                      "-ERR at most 4 WINDOWs\r\n");
+    ck_assert_str_eq(lf_run(ks, T0, "WRANK.INCRBY n a 1 RESOLUTION 0"), "-ERR RESOLUTION must be 1..86400 seconds\r\n");
     ck_assert_int_eq(lf_int(ks, T0, "EXISTS n"), 0);
     lf_run(ks, T0, "SET s v");
     ck_assert(strncmp(lf_run(ks, T0, "WRANK.TOP s 1"), "-WRONGTYPE", 10) == 0);
