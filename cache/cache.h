@@ -39,7 +39,9 @@ void cache_server_free(cache_server_t **sp);
  *
  * Viewer events are appended to the current write batch, exactly as a
  * client's write would be, so they are replicated and cost one batch per
- * loop iteration however many arrive. stream is "APP/NAME" (at most
+ * loop iteration however many arrive. On a node that is not the leader
+ * they are sent to the leader over RESP instead (one connection, bounded
+ * queue; cache/t_live_fwd.c). stream is "APP/NAME" (at most
  * CACHE_LIVE_NAME_MAX bytes), session a viewer session id unique across the
  * shard (at most 64 bytes); both are borrowed for the call only. */
 
@@ -49,8 +51,9 @@ void cache_server_free(cache_server_t **sp);
  * PRESENCE.TOUCH viewers:STREAM SESSION ttl_ms (mirrored into the sorted
  * set rank:viewers as STREAM's viewer count), and on join also
  * WCOUNT.INCR joins:STREAM and WRANK.INCRBY rank:views STREAM 1.
- * Returns 0, -EINVAL (bad name or ttl), -ENOTCONN (this node does not
- * accept writes), -ENOMEM. */
+ * Returns 0, -EINVAL (bad name or ttl), -ENOTCONN (not the leader, and
+ * no leader known), -ENOBUFS (too much already queued for the leader),
+ * -ENOMEM. */
 int cache_event_viewer_touch(cache_server_t *s, const char *stream, const char *session,
                              uint64_t ttl_ms, int join);
 

@@ -324,5 +324,12 @@ uint64_t cache_server_random(cache_server_t *s);
 int cache_server_writable(cache_server_t *s);
 uint64_t cache_server_batch_now(cache_server_t *s);
 int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv);
+/* What forwarding live events to the leader needs (t_live_fwd.c): the
+ * connection slot, the loop, the leader's address (NULL: unknown) and
+ * requirepass. */
+struct live_fwd;
+struct event_base;
+struct live_fwd **cache_server_live_fwd(cache_server_t *s, struct event_base **base, const char **leader,
+                                        const char **pass);
 
 #endif

@@ -118,6 +118,7 @@ struct cache_server {
     uint64_t next_id, rng, started_ms, last_index;
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
+    struct live_fwd *live_fwd;  /* viewer events to the leader (t_live_fwd.c) */
 };
 
 static void client_close(cache_client_t *c, const char *why);
@@ -399,6 +400,15 @@ uint64_t cache_server_batch_now(cache_server_t *s)
 int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv)
 {
     return batch_add(s, NULL, argc, argv);
+}
+
+struct live_fwd **cache_server_live_fwd(cache_server_t *s, struct event_base **base, const char **leader,
+                                        const char **pass)
+{
+    *base = s->base;
+    *leader = s->log->leader(s->log_impl);
+    *pass = s->conf->requirepass;
+    return &s->live_fwd;
 }
 
 static void resume_client(cache_client_t *c)
@@ -1227,6 +1237,7 @@ void cache_server_free(cache_server_t **sp)
     s->freelist = NULL;
     for (int i = 0; i < 2; i++)
         core_scope_free(&s->batch[i].scope);
+    live_fwd_free(&s->live_fwd);
     cache_ks_free(&s->ks);
     out_free(&s->discard);
     out_free(&s->scratch);

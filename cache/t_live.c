@@ -212,42 +212,60 @@ static int stream_ok(const char *stream, const char *session)
     return sl > 0 && sl <= CACHE_LIVE_NAME_MAX && (session == NULL || strlen(session) <= 64);
 }
 
+/* The leader appends to its write batch; another node forwards the
+ * command to the leader (t_live_fwd.c). */
+static int emit(cache_server_t *s, int leader, int argc, const resp_arg_t *argv)
+{
+    struct event_base *base;
+    const char *addr, *pass;
+    live_fwd_t **f;
+
+    if (leader)
+        return cache_server_enqueue(s, argc, argv);
+    f = (live_fwd_t **)cache_server_live_fwd(s, &base, &addr, &pass);
+    return live_fwd_send(f, base, addr, pass, argc, argv);
+}
+
 int cache_event_viewer_touch(cache_server_t *s, const char *stream, const char *session,
                              uint64_t ttl_ms, int join)
 {
     char key[CACHE_LIVE_NAME_MAX + 16], jkey[CACHE_LIVE_NAME_MAX + 16], at[24];
     resp_arg_t av[7];
-    uint64_t now;
-    int kl, jl, rv;
+    int kl, jl, rv, lead;
 
     if (s == NULL || !stream_ok(stream, session) || ttl_ms == 0 || ttl_ms > (1ull << 40))
         return -EINVAL;
-    if (!cache_server_writable(s))
-        return -ENOTCONN;
-    now = cache_server_batch_now(s);
+    lead = cache_server_writable(s);
     kl = snprintf(key, sizeof(key), VIEWER_KEY "%s", stream);
     jl = snprintf(jkey, sizeof(jkey), JOINS_KEY "%s", stream);
-    /* the deadline is absolute before logging, as PRESENCE.TOUCH's prep does */
-    arg_of(&av[0], "__presence.touchat", strlen("__presence.touchat"));
     arg_of(&av[1], key, (size_t)kl);
     arg_of(&av[2], session, strlen(session));
-    arg_of(&av[3], at, (size_t)snprintf(at, sizeof(at), "%llu", (unsigned long long)(now + ttl_ms)));
+    if (lead) {
+        /* the deadline is absolute before logging, as PRESENCE.TOUCH's prep does */
+        arg_of(&av[0], "__presence.touchat", strlen("__presence.touchat"));
+        arg_of(&av[3], at, (size_t)snprintf(at, sizeof(at), "%llu",
+                                            (unsigned long long)(cache_server_batch_now(s) + ttl_ms)));
+    } else {
+        /* the leader makes it absolute with its own clock */
+        arg_of(&av[0], "PRESENCE.TOUCH", 14);
+        arg_of(&av[3], at, (size_t)snprintf(at, sizeof(at), "%llu", (unsigned long long)ttl_ms));
+    }
     arg_of(&av[4], "MIRROR", 6);
     arg_of(&av[5], RANK_VIEWERS, strlen(RANK_VIEWERS));
     arg_of(&av[6], stream, strlen(stream));
-    rv = cache_server_enqueue(s, 7, av);
+    rv = emit(s, lead, 7, av);
     if (rv != 0 || !join)
         return rv;
     arg_of(&av[0], "WCOUNT.INCR", 11);
     arg_of(&av[1], jkey, (size_t)jl);
-    rv = cache_server_enqueue(s, 2, av);
+    rv = emit(s, lead, 2, av);
     if (rv != 0)
         return rv;
     arg_of(&av[0], "WRANK.INCRBY", 12);
     arg_of(&av[1], RANK_VIEWS, strlen(RANK_VIEWS));
     arg_of(&av[2], stream, strlen(stream));
     arg_of(&av[3], "1", 1);
-    return cache_server_enqueue(s, 4, av);
+    return emit(s, lead, 4, av);
 }
 
 int cache_event_viewer_leave(cache_server_t *s, const char *stream, const char *session)
@@ -258,13 +276,11 @@ int cache_event_viewer_leave(cache_server_t *s, const char *stream, const char *
 
     if (s == NULL || !stream_ok(stream, session))
         return -EINVAL;
-    if (!cache_server_writable(s))
-        return -ENOTCONN;
     kl = snprintf(key, sizeof(key), VIEWER_KEY "%s", stream);
     arg_of(&av[0], "PRESENCE.LEAVE", 14);
     arg_of(&av[1], key, (size_t)kl);
     arg_of(&av[2], session, strlen(session));
-    return cache_server_enqueue(s, 3, av);
+    return emit(s, cache_server_writable(s), 3, av);
 }
 
 static void *typed(cache_ks_t *k, const char *key, size_t klen, int type, uint64_t now)

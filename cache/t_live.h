@@ -29,6 +29,7 @@
 #include "cache/cache_int.h"
 
 struct evbuffer;
+struct event_base;
 
 /* Common head of every live value (first member of each type). */
 typedef struct live_val {
@@ -68,6 +69,20 @@ int cache_live_due(cache_ks_t *k, uint64_t now_ms);
 
 /* Snapshot readers share these bounded little-endian helpers. */
 int live_get(const unsigned char **pp, size_t *left, void *dst, size_t n);
+
+/* ---- forwarding to the leader (t_live_fwd.c) ---------------------------- */
+
+typedef struct live_fwd live_fwd_t;
+
+/* Send one command (argv borrowed) to the leader at "host:port" over the
+ * connection *fp (created or reconnected as needed; pass: AUTH password,
+ * "" or NULL for none). Returns 0 once queued, -ENOTCONN without a leader
+ * address, -EINVAL for an address that does not parse, -ENOBUFS when too
+ * much is already waiting, -ENOMEM. */
+int live_fwd_send(live_fwd_t **fp, struct event_base *base, const char *leader, const char *pass,
+                  int argc, const resp_arg_t *argv);
+/* Close the connection and free *fp; *fp = NULL. */
+void live_fwd_free(live_fwd_t **fp);
 
 /* ---- per type --------------------------------------------------------- */
 

@@ -33,9 +33,10 @@ static void sid_of(const tc_hub_t *h, const tc_sub_t *sub, char *buf, size_t len
 
 static void report(int rv, const char *what, const char *stream)
 {
-    /* -ENOTCONN: a follower; its viewers are counted once the Raft log
-     * forwards writes to the leader */
-    if (rv != 0 && rv != -ENOTCONN)
+    /* -ENOTCONN: no leader known right now; -ENOBUFS: the queue towards
+     * the leader is full. Both end by themselves (and the presence TTL
+     * corrects the counts); not worth a line per viewer. */
+    if (rv != 0 && rv != -ENOTCONN && rv != -ENOBUFS)
         core_log_warn("hub", "viewer event not recorded", "event=%s stream=%s error=%d", what, stream, rv);
 }
 

@@ -413,6 +413,50 @@ START_TEST(test_shard_events_and_sweeps)
 }
 END_TEST
 
+static char leader_addr[64];
+
+static const char *leader_at(void *impl)
+{
+    return leader_addr;
+}
+
+static const cache_log_ops_t forwarding_ops = {refuse, no, leader_at, NULL};
+
+/* A follower's viewer events reach the leader over RESP (with AUTH). */
+START_TEST(test_follower_forwards)
+{
+    static cache_conf_t pconf = {100, 0, "sesame", 512 << 20, 64 << 20};
+    cache_server_t *l = NULL, *f = NULL;
+    int port = 0, fd = core_listen_tcp("127.0.0.1", 0, 16, &port);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(cache_server_new(&l, sloop, fd, &pconf, NULL), 0);
+    fd = core_listen_tcp("127.0.0.1", 0, 16, NULL);
+    ck_assert_int_eq(cache_server_new(&f, sloop, fd, &pconf, NULL), 0);
+    cache_server_set_log(f, &forwarding_ops, NULL);
+    snprintf(leader_addr, sizeof(leader_addr), "127.0.0.1:%d", port);
+    ck_assert_int_eq(cache_event_viewer_touch(f, "live/f", "s1", 60000, 1), 0);
+    ck_assert_int_eq(cache_event_viewer_touch(f, "live/f", "s2", 60000, 1), 0);
+    run_for(100);
+    ck_assert_int_eq(cache_live_viewers(l, "live/f"), 2);
+    ck_assert(zscore(l, "rank:viewers", "live/f") == 2);
+    ck_assert_int_eq(cache_live_viewers(f, "live/f"), 0); /* no log here to bring it back */
+    ck_assert_int_eq(cache_event_viewer_leave(f, "live/f", "s1"), 0);
+    run_for(100);
+    ck_assert_int_eq(cache_live_viewers(l, "live/f"), 1);
+    /* the leader moves away: events go to the new address (none listens) */
+    snprintf(leader_addr, sizeof(leader_addr), "127.0.0.1:1");
+    ck_assert_int_eq(cache_event_viewer_touch(f, "live/f", "s3", 60000, 1), 0);
+    run_for(50);
+    leader_addr[0] = '\0';
+    ck_assert_int_eq(cache_event_viewer_touch(f, "live/f", "s3", 60000, 1), -ENOTCONN);
+    snprintf(leader_addr, sizeof(leader_addr), "not an address");
+    ck_assert_int_eq(cache_event_viewer_touch(f, "live/f", "s3", 60000, 1), -EINVAL);
+    cache_server_free(&f);
+    cache_server_free(&l);
+}
+END_TEST
+
 static Suite *presence_suite(void)
 {
     Suite *s = suite_create("cache/presence");
@@ -431,6 +475,7 @@ static Suite *presence_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, shard_setup, shard_teardown);
     tcase_add_test(tc, test_shard_events_and_sweeps);
+    tcase_add_test(tc, test_follower_forwards);
     suite_add_tcase(s, tc);
     return s;
 }
