@@ -104,10 +104,6 @@ static const cache_cmd_t table[] = {
     {"zpopmax", -2, WNOOM | F, cmd_zpopmax, NULL, 1, 1, 1, "sorted_set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "5.0.0"},
     {"zunionstore", -4, W, cmd_zunionstore, NULL, 1, 1, 1, "sorted_set", "Stores the union of multiple sorted sets in a key.", "2.0.0"},
     {"zinterstore", -4, W, cmd_zinterstore, NULL, 1, 1, 1, "sorted_set", "Stores the intersect of multiple sorted sets in a key.", "2.0.0"},
-    /* HyperLogLog */
-    {"pfadd", -2, W | F, cmd_pfadd, NULL, 1, 1, 1, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "2.8.9"},
-    {"pfcount", -2, R, cmd_pfcount, NULL, 1, -1, 1, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "2.8.9"},
-    {"pfmerge", -2, W, cmd_pfmerge, NULL, 1, -1, 1, "hyperloglog", "Merges one or more HyperLogLog values into a single key.", "2.8.9"},
     /* live-stream types (t_live.h, docs/commands.md) */
     {"wcount.incr", -2, W | F, cmd_wcount_incr, NULL, 1, 1, 1, "live", "Adds to a windowed counter's current bucket and returns the count over its span. Creates the key if it doesn't exist.", "0.1.0"},
     {"wcount.get", 4, R | F, cmd_wcount_get, NULL, 1, 1, 1, "live", "Returns a windowed counter's count within the last WINDOW seconds.", "0.1.0"},
@@ -121,6 +117,10 @@ static const cache_cmd_t table[] = {
     {"presence.count", 2, R | F, cmd_presence_count, NULL, 1, 1, 1, "live", "Returns the number of members present.", "0.1.0"},
     {"presence.members", -2, R, cmd_presence_members, NULL, 1, 1, 1, "live", "Returns the members present, latest deadline first.", "0.1.0"},
     {"__live.tick", 1, WNOOM | CMD_INTERNAL, cmd_live_tick, NULL, 0, 0, 0, "live", "Replicated time step: drops presence members past their deadline, moves ranking windows, deletes emptied keys.", "0.1.0"},
+    /* HyperLogLog */
+    {"pfadd", -2, W | F, cmd_pfadd, NULL, 1, 1, 1, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "2.8.9"},
+    {"pfcount", -2, R, cmd_pfcount, NULL, 1, -1, 1, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "2.8.9"},
+    {"pfmerge", -2, W, cmd_pfmerge, NULL, 1, -1, 1, "hyperloglog", "Merges one or more HyperLogLog values into a single key.", "2.8.9"},
 };
 
 #define NCMD (sizeof(table) / sizeof(table[0]))

@@ -8,11 +8,12 @@
  * pending replies are written at the end of the loop iteration, one
  * write(2) per client. */
 #include "cache/cache_int.h"
-#include "cache/t_live.h"
 
 #include "core/log.h"
 #include "core/memreport.h"
 #include "oboro_version.h"
+
+#include "cache/t_live.h" /* live types: cron tick, forwarding */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -112,13 +113,13 @@ struct cache_server {
     inflight_t *infl_head, *infl_tail;
     const cache_log_ops_t *log;
     void *log_impl;
+    struct live_fwd *live_fwd;  /* viewer events to the leader (t_live_fwd.c) */
     cache_out_t discard, scratch;
     resp_arg_t *aargv;
     size_t aargv_cap;
     uint64_t next_id, rng, started_ms, last_index;
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
-    struct live_fwd *live_fwd;  /* viewer events to the leader (t_live_fwd.c) */
 };
 
 static void client_close(cache_client_t *c, const char *why);
