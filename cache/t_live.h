@@ -76,8 +76,8 @@ typedef struct live_fwd live_fwd_t;
 
 /* Send one command (argv borrowed) to the leader at "host:port" over the
  * connection *fp (created or reconnected as needed; pass: AUTH password,
- * "" or NULL for none). Returns 0 once queued, -ENOTCONN without a leader
- * address, -EINVAL for an address that does not parse, -ENOBUFS when too
+ * "" or NULL for none). Returns 0 once queued, -ENOTCONN without a usable
+ * leader address (none, or not numeric: logged once), -ENOBUFS when too
  * much is already waiting, -ENOMEM. */
 int live_fwd_send(live_fwd_t **fp, struct event_base *base, const char *leader, const char *pass,
                   int argc, const resp_arg_t *argv);

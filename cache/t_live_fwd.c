@@ -30,6 +30,7 @@
 struct live_fwd {
     struct bufferevent *bev;
     char addr[128];            /* leader address this connection goes to */
+    char bad[128];             /* last address that did not parse (logged once) */
     int logged;                /* an error was logged for this connection */
     uint64_t sent, replies, errors, dropped;
 };
@@ -97,8 +98,15 @@ static int fwd_open(live_fwd_t *f, struct event_base *base, const char *addr, co
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
 
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0)
-        return -EINVAL;
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0) {
+        /* numeric addresses only: resolving a name here would block the loop */
+        if (strcmp(f->bad, addr) != 0) {
+            core_log_warn("resp", "leader address is not numeric; viewer events not forwarded",
+                          "leader=\"%.100s\"", addr);
+            snprintf(f->bad, sizeof(f->bad), "%s", addr);
+        }
+        return -ENOTCONN;
+    }
     f->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     if (f->bev == NULL)
         return -ENOMEM;
