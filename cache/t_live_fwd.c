@@ -21,7 +21,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -49,11 +48,18 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     live_fwd_t *f = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    size_t n;
-    char *line;
+    struct evbuffer_ptr eol;
+    size_t eol_len;
 
-    /* every reply to these commands is one line (+OK, :n, -ERR) */
-    while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
+    /* every reply to these commands is one line (+OK, :n, -ERR); read
+     * without evbuffer_readln so that no buffer changes allocator hands */
+    while ((eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT)).pos >= 0) {
+        char line[128];
+        size_t n = (size_t)eol.pos < sizeof(line) - 1 ? (size_t)eol.pos : sizeof(line) - 1;
+
+        evbuffer_copyout(in, line, n);
+        line[n] = '\0';
+        evbuffer_drain(in, (size_t)eol.pos + eol_len);
         f->replies++;
         if (line[0] == '-') {
             f->errors++;
@@ -63,7 +69,6 @@ static void read_cb(struct bufferevent *bev, void *arg)
                 f->logged = 1;
             }
         }
-        free(line); /* evbuffer_readln allocates with libc malloc */
     }
     if (evbuffer_get_length(in) > 64 * 1024) {
         core_log_warn("resp", "leader sent an unexpected reply; forwarding connection closed", "leader=%s",
