@@ -14,6 +14,8 @@
 #include "core/memreport.h"
 #include "oboro_version.h"
 
+#include "cache/t_live.h" /* live types: cron tick, forwarding */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -113,6 +115,7 @@ struct cache_server {
     inflight_t *infl_head, *infl_tail;
     const cache_log_ops_t *log;
     void *log_impl;
+    struct live_fwd *live_fwd;  /* viewer events to the leader (t_live_fwd.c) */
     cache_out_t discard, scratch;
     resp_arg_t *aargv;
     size_t aargv_cap;
@@ -401,6 +404,32 @@ static int batch_add(cache_server_t *s, cache_client_t *c, int argc, const resp_
     b->count++;
     schedule_flush(s);
     return 0;
+}
+
+int cache_server_writable(cache_server_t *s)
+{
+    return is_leader(s);
+}
+
+uint64_t cache_server_batch_now(cache_server_t *s)
+{
+    batch_t *b = batch_cur(s);
+
+    return b != NULL ? b->now : core_wall_ms();
+}
+
+int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv)
+{
+    return batch_add(s, NULL, argc, argv);
+}
+
+struct live_fwd **cache_server_live_fwd(cache_server_t *s, struct event_base **base, const char **leader,
+                                        const char **pass)
+{
+    *base = s->base;
+    *leader = s->log->leader(s->log_impl);
+    *pass = s->conf->requirepass;
+    return &s->live_fwd;
 }
 
 static void resume_client(cache_client_t *c)
@@ -1101,6 +1130,13 @@ static void cron(evutil_socket_t fd, short what, void *arg)
 
     s->cron_ticks++;
     active_expire(s);
+    if (is_leader(s) && cache_live_due(s->ks, core_wall_ms())) {
+        resp_arg_t av[1];
+
+        /* presence deadlines, ranking windows: replicated (cache/t_live.h) */
+        arg_set_lit(&av[0], "__live.tick");
+        batch_add(s, NULL, 1, av);
+    }
     while (ht_rehash(&s->ks->ht, 100) && core_mono_us() - t0 < 1000) {
     }
     if (s->conf->timeout > 0 && s->cron_ticks % 10 == 0) {
@@ -1238,6 +1274,7 @@ void cache_server_free(cache_server_t **sp)
     s->freelist = NULL;
     for (int i = 0; i < 2; i++)
         core_scope_free(&s->batch[i].scope);
+    live_fwd_free(&s->live_fwd);
     cache_ks_free(&s->ks);
     out_free(&s->discard);
     out_free(&s->scratch);

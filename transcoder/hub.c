@@ -351,6 +351,7 @@ void tc_hub_detach(tc_sub_t *sub)
         sub->next->prev = sub->prev;
     s->nsubs[sub->proto]--;
     core_metric_inc(s->hub->m.viewers[sub->proto], -1);
+    tc_viewers_leave(s->hub, s, sub);
     sub->stream = NULL;
     sub->next = sub->prev = NULL;
 }
@@ -459,6 +460,7 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->subs = sub;
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
+    tc_viewers_join(s->hub, s, sub);
     for (int i = 0; i < 3; i++)
         if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
             return -1;
