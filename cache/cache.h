@@ -6,7 +6,6 @@
 #ifndef CACHE_CACHE_H
 #define CACHE_CACHE_H
 
-#include "cache/raft_conf.h"
 #include "core/conf.h"
 #include "core/loop.h"
 
@@ -19,7 +18,6 @@ typedef struct cache_conf {
     char *requirepass;
     long long proto_max_bulk_len;
     long long client_output_limit;
-    cache_raft_conf_t raft;     /* node-id, raft-peers, ... (cache/raft.c) */
 } cache_conf_t;
 
 /* Register the cache's directives (storage in *cc) with c. Returns 0 or a
@@ -29,7 +27,9 @@ int cache_conf_register(core_conf_t *c, cache_conf_t *cc);
 typedef struct cache_server cache_server_t;
 
 /* Serve RESP on the listening socket fd (ownership passes). conf and all
- * are borrowed and must outlive the server (all: for CONFIG GET/SET).
+ * are borrowed and must outlive the server (all: for CONFIG GET/SET; may be
+ * NULL, then CONFIG answers an error). Writes go to the local log until
+ * cache_server_set_log() (cache/log.h) installs another.
  * Returns 0 and *out, or a negative errno (fd closed then). */
 int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
                      const cache_conf_t *conf, core_conf_t *all);

@@ -114,6 +114,13 @@ static const core_conf_def_t defs_tmpl[] = {
 #define N_DEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[N_DEFS];
 
+cache_raft_conf_t *cache_raft_conf_daemon(void)
+{
+    static cache_raft_conf_t conf;
+
+    return &conf;
+}
+
 int cache_raft_conf_register(core_conf_t *c, cache_raft_conf_t *rc)
 {
     memcpy(defs, defs_tmpl, sizeof(defs));

@@ -77,6 +77,11 @@ typedef struct cache_raft_addr {
     const char *resp_addr; /* "host:port" clients are redirected to */
 } cache_raft_addr_t;
 
+/* The daemon's Raft directives: cache_conf_register() registers them here
+ * and cache_server_new() reads them (one daemon per process, like the
+ * directive tables themselves). Never NULL. */
+cache_raft_conf_t *cache_raft_conf_daemon(void);
+
 /* Register node-id, raft-peers, raft-snapshot-threshold, ... with c
  * (storage in *rc, which must outlive c). Returns 0 or a negative errno
  * from core_conf_add. */

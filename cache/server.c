@@ -1171,7 +1171,7 @@ int cache_conf_register(core_conf_t *c, cache_conf_t *cc)
     defs[4].ptr = &cc->client_output_limit;
     if (core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0])) != 0)
         return -EINVAL;
-    return cache_raft_conf_register(c, &cc->raft);
+    return cache_raft_conf_register(c, cache_raft_conf_daemon());
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -1212,7 +1212,7 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
         if (s->batch[i].scope == NULL)
             goto err_after_ks;
     }
-    rv = cache_raft_attach(s, loop, &conf->raft, all, &s->raft);
+    rv = cache_raft_attach(s, loop, cache_raft_conf_daemon(), all, &s->raft);
     if (rv != 0)
         goto err_after_ks;
     event_assign(&s->flush_ev, s->base, -1, 0, flush_cb, s);
