@@ -98,8 +98,9 @@ static void kill_viewer(tc_flv_viewer_t *v)
 static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
-    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(v->conn));
-    ssize_t n = tc_pkt_add_to(p, out, v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0);
+    ssize_t n = tc_pkt_send(p, evhttp_connection_get_bufferevent(v->conn),
+                            v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0,
+                            v->srv->conf->viewer_flush_ms == 0);
 
     if (n < 0)
         goto fail;

@@ -191,7 +191,8 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), TC_FORM_RTMP, s->chunk_size);
+    ssize_t n = tc_pkt_send(p, s->bev, TC_FORM_RTMP, s->chunk_size,
+                            s->srv->conf->viewer_flush_ms == 0);
 
     if (n < 0) {
         tc_hub_detach(sub);
