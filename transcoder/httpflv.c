@@ -13,7 +13,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <string.h>
 
 typedef struct tc_flv_viewer {
@@ -165,7 +168,7 @@ void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
     tc_flv_viewer_t *v;
     uint8_t hdr[FLV_HEADER_LEN];
     const char *te;
-    int audio, video;
+    int audio, video, one = 1;
 
     if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
         cors(req);
@@ -206,6 +209,9 @@ void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
         viewer_free(v);
         return;
     }
+    /* media is latency-sensitive: small audio tags must not wait for ACKs */
+    setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(v->conn)), IPPROTO_TCP,
+               TCP_NODELAY, &one, sizeof(one));
     /* the stream is endless: only our slow-viewer logic times it out */
     evhttp_connection_set_timeout(v->conn, 24 * 3600);
     evhttp_connection_set_closecb(v->conn, closed_cb, v);

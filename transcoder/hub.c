@@ -171,11 +171,6 @@ void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
     *max = tmp[k - 1];
 }
 
-void tc_latency_reset(void)
-{
-    lat_n = 0;
-}
-
 /* ---- hub ---------------------------------------------------------------- */
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)

@@ -199,7 +199,6 @@ void tc_hub_detach(tc_sub_t *sub);
 /* Server-added latency samples (µs), most recent last; for the API. */
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
-void tc_latency_reset(void);
 /* While muted, packet bytes released without being written (a viewer's
  * queue freed on disconnect) are not counted as latency samples. */
 void tc_latency_mute(int on);
