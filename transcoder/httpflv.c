@@ -16,8 +16,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct tc_flv_viewer {
     struct tc_flv_viewer *next, *prev;
@@ -55,9 +55,7 @@ static void viewer_free(tc_flv_viewer_t *v)
 static void closed_cb(struct evhttp_connection *conn, void *arg)
 {
     tc_flv_viewer_t *v = arg;
-
     struct evhttp_request *req = v->req;
-
     struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
 
     core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
