@@ -31,6 +31,7 @@
 #define MAX_ARGS 32
 
 typedef struct tmpl {
+    char *text;                 /* owned copy the argv tokens point into */
     char *name;                 /* first word, lower case: the Count label */
     int argc;
     char *argv[MAX_ARGS];       /* raw tokens with placeholders */
@@ -124,6 +125,7 @@ static int tmpl_add(opts_t *o, const char *text, unsigned weight)
     copy = core_strdup(CORE_TAG_BENCH, text);
     if (copy == NULL)
         return -ENOMEM;
+    t->text = copy;
     for (tok = strtok_r(copy, " \t", &save); tok != NULL; tok = strtok_r(NULL, " \t", &save)) {
         if (t->argc == MAX_ARGS) {
             fprintf(stderr, "oboro-bench: command '%s' has more than %d words\n", text, MAX_ARGS);
@@ -150,7 +152,6 @@ static int tmpl_add(opts_t *o, const char *text, unsigned weight)
             break;
         t->enc_len[i] = (size_t)snprintf(t->enc[i], n + 32, "$%zu\r\n%s\r\n", n, t->argv[i]);
     }
-    /* argv[0] points at the start of copy: tmpl_close frees it from there */
     t->weight = weight;
     o->weight_total += weight;
     o->ncmds++;
@@ -164,8 +165,7 @@ static void tmpl_close(tmpl_t *t)
     for (i = 0; i < t->argc; i++)
         core_free(t->enc[i]);
     core_free(t->name);
-    if (t->argc > 0)
-        core_free(t->argv[0]);
+    core_free(t->text);
 }
 
 static const struct { const char *name; const char *text; } builtin[] = {

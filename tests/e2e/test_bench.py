@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import tempfile
+import threading
 import unittest
 
 import harness
@@ -96,6 +97,49 @@ class BenchRespTest(unittest.TestCase):
                           "--clients", 2, "--command", "NOSUCHCMD __key__")
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertRegex(p.stdout, r"(?m)^Count: nosuchcmd=500 failed=500 success%=0\.00$")
+
+    def test_malformed_and_unsolicited_replies(self):
+        # a server that answers garbage, or talks before it is asked: the
+        # connection is dropped with one line, its requests count as failed
+        for reply, why in ((b"?garbage\r\n", "malformed"), (b"+OK\r\n" * 50, "nobody asked")):
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(8)
+            srv.settimeout(0.1)
+            port = srv.getsockname()[1]
+            done = threading.Event()
+
+            def serve():
+                conns = []
+                while not done.is_set():
+                    try:
+                        c, _ = srv.accept()
+                    except socket.timeout:
+                        continue
+                    conns.append(c)
+                    c.settimeout(2)
+                    try:
+                        c.recv(4096)
+                        c.sendall(reply)
+                    except OSError:
+                        pass
+                for c in conns:
+                    c.close()
+            t = threading.Thread(target=serve, daemon=True)
+            t.start()
+            try:
+                p = run_bench("resp", "--port", port, "--rate", "100/s", "--duration", "1s",
+                              "--clients", 2, "--timeout", "1s", "--json")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                res = json.loads(p.stdout)
+                self.assertEqual(res["failed"], 100 - res["ok"], res)
+                self.assertGreater(res["failed"], 0)
+                self.assertEqual(p.stderr.count("oboro-bench: connection"), 1, p.stderr)
+                self.assertIn(why, p.stderr)
+            finally:
+                done.set()
+                t.join(5)
+                srv.close()
 
     def test_server_gone(self):
         # nothing listens: exit 1 with a reason, no report
