@@ -25,12 +25,16 @@ class RedisServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         harness._live.append(self.proc)
         deadline = time.time() + 10
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                c = Conn(self.port)
+                info = c.call(["INFO", "server"])
+                c.close()
+                if b"process_id:%d\r" % self.proc.pid in info:
+                    return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.close()
         raise AssertionError("redis-server did not start")
 
