@@ -28,6 +28,8 @@ class RedisServer:
         while time.time() < deadline and self.proc.poll() is None:
             try:
                 c = Conn(self.port)
+                if "--requirepass" in args:
+                    c.call(["AUTH", list(args)[list(args).index("--requirepass") + 1]])
                 info = c.call(["INFO", "server"])
                 c.close()
                 if b"process_id:%d\r" % self.proc.pid in info:
