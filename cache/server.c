@@ -117,6 +117,7 @@ struct cache_server {
     uint64_t next_id, rng, started_ms, last_index;
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
+    uint64_t mono_ms;   /* refreshed by the cron: idle times need no finer clock */
 };
 
 static void client_close(cache_client_t *c, const char *why);
@@ -779,6 +780,7 @@ static int grow_argv(cache_client_t *c, long long want)
 static void process_input(cache_client_t *c)
 {
     cache_server_t *s = c->srv;
+    uint64_t now = 0; /* wall clock, read once per call: clock reads showed in profiles */
 
     while (!(c->flags & (CF_DEAD | CF_CLOSE_AFTER_REPLY)) && c->ipos < c->ilen) {
         resp_limits_t lim = limits_of(c);
@@ -864,7 +866,6 @@ static void process_input(cache_client_t *c)
             }
             c->inflight++;
             c->last_cmd = cmd->name;
-            c->last_ms = core_mono_ms();
             continue;
         }
         if (c->inflight > 0)
@@ -872,13 +873,14 @@ static void process_input(cache_client_t *c)
         c->ipos += (size_t)n;
         unescape_args(c->argv, argc);
         if (!precheck(&x, cmd)) {
-            x.now_ms = core_wall_ms();
+            if (now == 0)
+                now = core_wall_ms();
+            x.now_ms = now;
             cmd->proc(&x);
             s->stat_cmds++;
             c->last_cmd = cmd->name;
         }
 next:
-        c->last_ms = core_mono_ms();
         if (check_output(c))
             return;
         wlist_add(c);
@@ -938,7 +940,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->ilen += (size_t)n;
     s->stat_in += (uint64_t)n;
-    c->last_ms = core_mono_ms();
+    c->last_ms = s->mono_ms;
     process_input(c);
     if (!(c->flags & CF_DEAD) && (long long)(c->ilen - c->ipos) > QUERYBUF_MAX)
         client_close(c, "max query buffer length reached");
@@ -1004,7 +1006,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         c->resp = 2;
         c->argv = c->argv_small;
         c->argv_cap = ARGV_SMALL;
-        c->ctime_ms = c->last_ms = core_mono_ms();
+        c->ctime_ms = c->last_ms = s->mono_ms = core_mono_ms();
         resp_req_reset(&c->req);
         fmt_addr(fd, 0, c->addr, sizeof(c->addr));
         fmt_addr(fd, 1, c->laddr, sizeof(c->laddr));
@@ -1072,6 +1074,7 @@ static void cron(evutil_socket_t fd, short what, void *arg)
     uint64_t now = core_mono_ms(), t0 = core_mono_us();
 
     s->cron_ticks++;
+    s->mono_ms = now;
     active_expire(s);
     while (ht_rehash(&s->ks->ht, 100) && core_mono_us() - t0 < 1000) {
     }
@@ -1128,7 +1131,7 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
     s->all = all;
     s->log = &cache_log_local_ops;
     s->log_impl = s;
-    s->started_ms = core_mono_ms();
+    s->started_ms = s->mono_ms = core_mono_ms();
     {
         int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 
