@@ -63,7 +63,8 @@ struct cache_client {
     resp_arg_t *argv;
     size_t argv_cap;
     cache_out_t out;
-    int inflight;
+    int inflight;       /* writes whose replies are still due */
+    int refs;           /* entries of batches (queued or proposed) naming it */
     unsigned flags;
     int resp;
     char *name;
@@ -215,7 +216,7 @@ static void client_close(cache_client_t *c, const char *why)
     c->fd = -1;
     c->flags |= CF_DEAD;
     wlist_del(c);
-    if (c->inflight == 0) {
+    if (c->refs == 0) {
         if (!(c->flags & CF_FREELIST)) {
             c->flags |= CF_FREELIST;
             c->fnext = c->srv->freelist;
@@ -380,6 +381,8 @@ static int batch_add(cache_server_t *s, cache_client_t *c, int argc, const resp_
     b->len = (size_t)(p - b->buf);
     b->cl[b->ncl++] = c;
     b->count++;
+    if (c != NULL)
+        c->refs++;
     schedule_flush(s);
     return 0;
 }
@@ -387,7 +390,7 @@ static int batch_add(cache_server_t *s, cache_client_t *c, int argc, const resp_
 static void resume_client(cache_client_t *c)
 {
     if (c->flags & CF_DEAD) {
-        if (c->inflight == 0 && !(c->flags & CF_FREELIST)) {
+        if (c->refs == 0 && !(c->flags & CF_FREELIST)) {
             c->flags |= CF_FREELIST;
             c->fnext = c->srv->freelist;
             c->srv->freelist = c;
@@ -431,6 +434,9 @@ static void batch_done(void *arg, int status)
     else
         s->infl_tail = r->prev;
     for (size_t i = 0; i < r->n; i++)
+        if (r->cl[i] != NULL)
+            r->cl[i]->refs--;
+    for (size_t i = 0; i < r->n; i++)
         if (r->cl[i] != NULL && r->cl[i]->inflight == 0)
             resume_client(r->cl[i]);
     core_free(r);
@@ -451,7 +457,9 @@ static void propose_current(cache_server_t *s)
 
             if (c != NULL) {
                 c->inflight--;
+                c->refs--;
                 client_close(c, "out of memory for a write batch");
+                resume_client(c);
             }
         }
         goto reset;
@@ -509,6 +517,7 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     uint64_t origin, seq, now;
     inflight_t *r = NULL;
     cache_ctx_t x;
+    uint32_t i = 0;
 
     if (len < BATCH_HDR || get_u32(p) != BATCH_MAGIC) {
         core_log_warn("resp", "malformed batch skipped", "index=%llu len=%zu", (unsigned long long)index, len);
@@ -519,9 +528,9 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     seq = get_u64(p + 16);
     now = get_u64(p + 24);
     if (origin == s->origin)
-        for (inflight_t *i = s->infl_head; i != NULL; i = i->next)
-            if (i->seq == seq && !i->applied) {
-                r = i;
+        for (inflight_t *f = s->infl_head; f != NULL; f = f->next)
+            if (f->seq == seq && !f->applied) {
+                r = f;
                 break;
             }
     if (r != NULL && r->n != count)
@@ -532,7 +541,7 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     x.ks = s->ks;
     x.now_ms = now;
     x.in_apply = 1;
-    for (uint32_t i = 0; i < count; i++) {
+    for (i = 0; i < count; i++) {
         uint32_t argc;
         const cache_cmd_t *cmd;
         cache_client_t *c = r ? r->cl[i] : NULL;
@@ -600,11 +609,11 @@ bad:
     core_log_warn("resp", "malformed batch entry; rest of the batch skipped", "index=%llu",
                   (unsigned long long)index);
     if (r != NULL) {
-        /* the clients still wait: give them an error and mark applied */
-        for (size_t i = 0; i < r->n; i++) {
-            cache_client_t *c = r->cl[i];
+        /* the clients of the entries not applied still wait: answer them */
+        for (size_t k = i; k < r->n; k++) {
+            cache_client_t *c = r->cl[k];
 
-            if (c != NULL && c->inflight > 0) {
+            if (c != NULL) {
                 cache_ctx_t y = {0};
 
                 y.out = &c->out;
