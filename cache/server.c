@@ -1758,6 +1758,10 @@ CMD(cmd_config)
 {
     core_conf_t *all = x->srv->all;
 
+    if (all == NULL) {
+        add_err(x, "ERR CONFIG is not available on this server");
+        return;
+    }
     if (arg_eq(A(1), "get") && x->argc >= 3) {
         size_t at = add_deferred_array(x), n = 0;
         const core_conf_def_t *d;
