@@ -27,7 +27,9 @@ int cache_conf_register(core_conf_t *c, cache_conf_t *cc);
 typedef struct cache_server cache_server_t;
 
 /* Serve RESP on the listening socket fd (ownership passes). conf and all
- * are borrowed and must outlive the server (all: for CONFIG GET/SET).
+ * are borrowed and must outlive the server (all: for CONFIG GET/SET; may be
+ * NULL, then CONFIG answers an error). Writes go to the local log until
+ * cache_server_set_log() (cache/log.h) installs another.
  * Returns 0 and *out, or a negative errno (fd closed then). */
 int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
                      const cache_conf_t *conf, core_conf_t *all);
