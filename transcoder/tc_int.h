@@ -61,11 +61,15 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Append the packet in the given form to out by reference (no copy); the
- * reference is dropped, and the server-added latency recorded, once those
- * bytes have left out. chunk_size is for TC_FORM_RTMP. Returns bytes added
- * or -ENOMEM. */
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size);
+/* Send the packet in the given form to a viewer's bufferevent. With
+ * direct set and nothing queued, it is written to the socket at once
+ * (send(2), no allocation); what does not fit, or everything when direct
+ * is 0, is appended to the output by reference (no copy), and the
+ * reference is dropped once those bytes have left. The server-added
+ * latency is recorded when the bytes are written. chunk_size is for
+ * TC_FORM_RTMP. Returns the packet's length in that form, or -ENOMEM. */
+ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
+                    int direct);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -199,7 +203,6 @@ void tc_hub_detach(tc_sub_t *sub);
 /* Server-added latency samples (µs), most recent last; for the API. */
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
-void tc_latency_reset(void);
 /* While muted, packet bytes released without being written (a viewer's
  * queue freed on disconnect) are not counted as latency samples. */
 void tc_latency_mute(int on);
