@@ -109,7 +109,7 @@ static const core_conf_def_t defs_tmpl[] = {
     {"raft-heartbeat-timeout", CORE_CONF_INT, "50", "leader heartbeat interval in ms", NULL, 10, 10000, NULL, 0, NULL, NULL},
     {"raft-read-mode", CORE_CONF_ENUM, "linearizable", "linearizable (reads wait for a quorum barrier) or leader (the leader answers alone)", NULL, 0, 0, read_modes, CORE_CONF_RUNTIME, NULL, NULL},
     {"raft-snapshot-fork", CORE_CONF_BOOL, "yes", "serialise snapshots in a forked child so the loop never stalls", NULL, 0, 0, NULL, 0, NULL, NULL},
-    {"raft-snapshot-log-bytes", CORE_CONF_SIZE, "4mb", "also snapshot once the log in memory holds this much and more than a quarter of the keyspace (0: off)", NULL, 0, 1LL << 40, NULL, 0, NULL, NULL},
+    {"raft-snapshot-log-bytes", CORE_CONF_SIZE, "4mb", "also snapshot once the log in memory holds this much and more than the keyspace itself (0: off)", NULL, 0, 1LL << 40, NULL, 0, NULL, NULL},
 };
 #define N_DEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[N_DEFS];

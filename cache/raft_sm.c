@@ -555,10 +555,10 @@ void cache_raft_sm_force(cache_raft_sm_t *sm)
 }
 
 /* The log in memory (libraft keeps every entry since the last snapshot)
- * must stay small next to the state it describes: past the budget, and
- * past a quarter of the keyspace's live size, take a snapshot and keep few
- * trailing entries. Then RSS follows the keyspace (a FLUSHALL gives memory
- * back), while a snapshot costs at most four times the log it frees. */
+ * must not outgrow the state it describes: past the budget, and past the
+ * keyspace's live size, take a snapshot and keep few trailing entries.
+ * Then RSS follows the keyspace (a FLUSHALL gives memory back), and a
+ * snapshot never costs more than the log it frees. */
 static void check_log_budget(cache_raft_sm_t *sm)
 {
     uint64_t state, avg, keep;
@@ -566,7 +566,7 @@ static void check_log_budget(cache_raft_sm_t *sm)
     if (sm->log_budget == 0 || sm->log_bytes < sm->log_budget || sm->forced || sm->raft == NULL)
         return;
     state = sm->user.state_bytes != NULL ? sm->user.state_bytes(sm->user.arg) : 0;
-    if (sm->log_bytes < state / 4)
+    if (sm->log_bytes < state)
         return;
     avg = sm->log_entries ? sm->log_bytes / sm->log_entries : 1;
     keep = (sm->log_budget / 64) / (avg ? avg : 1);
