@@ -131,6 +131,157 @@ static tc_cmaf_buf_t *take_out(tc_cmaf_t *c)
     return b;
 }
 
+/* ---- H.264 SPS: the picture size when the caller does not know it ---- */
+
+typedef struct bits {
+    const uint8_t *p;
+    size_t n, pos; /* in bits */
+    int err;
+} bits_t;
+
+static unsigned bit1(bits_t *b)
+{
+    unsigned v;
+
+    if (b->pos >= b->n) {
+        b->err = 1;
+        return 0;
+    }
+    v = (b->p[b->pos >> 3] >> (7 - (b->pos & 7))) & 1;
+    b->pos++;
+    return v;
+}
+
+static unsigned bitsn(bits_t *b, int n)
+{
+    unsigned v = 0;
+
+    while (n-- > 0)
+        v = (v << 1) | bit1(b);
+    return v;
+}
+
+static uint32_t ue(bits_t *b)
+{
+    int zeros = 0;
+
+    while (!b->err && bit1(b) == 0)
+        if (++zeros > 31) {
+            b->err = 1;
+            return 0;
+        }
+    return (uint32_t)((1ull << zeros) - 1 + bitsn(b, zeros));
+}
+
+static int32_t se(bits_t *b)
+{
+    uint32_t v = ue(b);
+
+    return (v & 1) ? (int32_t)((v + 1) / 2) : -(int32_t)(v / 2);
+}
+
+static void skip_scaling_list(bits_t *b, int size)
+{
+    int last = 8, next = 8;
+
+    for (int j = 0; j < size && !b->err; j++) {
+        if (next != 0)
+            next = (last + se(b) + 256) % 256;
+        last = next == 0 ? last : next;
+    }
+}
+
+/* Width and height from the first SPS of an avcC record. Returns 0 or
+ * -EINVAL for a record or SPS that does not parse. */
+static int avcc_size(const uint8_t *x, size_t n, int *w, int *h)
+{
+    uint8_t rbsp[256];
+    size_t len, m = 0;
+    bits_t b;
+    unsigned profile, chroma = 1, frame_mbs_only, crop;
+    uint32_t wmbs, hmaps, cl = 0, cr = 0, ct = 0, cb = 0;
+
+    if (n < 8 || x[0] != 1 || (x[5] & 0x1f) == 0)
+        return -EINVAL;
+    len = ((size_t)x[6] << 8) | x[7];
+    if (len < 4 || 8 + len > n)
+        return -EINVAL;
+    /* drop emulation prevention bytes (00 00 03) */
+    for (size_t i = 0; i < len && m < sizeof(rbsp); i++) {
+        if (i >= 2 && x[8 + i] == 3 && x[8 + i - 1] == 0 && x[8 + i - 2] == 0)
+            continue;
+        rbsp[m++] = x[8 + i];
+    }
+    b = (bits_t){rbsp, m * 8, 8, 0}; /* after the NAL header */
+    profile = bitsn(&b, 8);
+    bitsn(&b, 16); /* constraint flags, level */
+    ue(&b);        /* sps id */
+    if (profile == 100 || profile == 110 || profile == 122 || profile == 244 || profile == 44 ||
+        profile == 83 || profile == 86 || profile == 118 || profile == 128 || profile == 138 ||
+        profile == 139 || profile == 134 || profile == 135) {
+        chroma = ue(&b);
+        if (chroma == 3)
+            bit1(&b);
+        ue(&b);
+        ue(&b);
+        bit1(&b);
+        if (bit1(&b))
+            for (int i = 0; i < (chroma == 3 ? 12 : 8) && !b.err; i++)
+                if (bit1(&b))
+                    skip_scaling_list(&b, i < 6 ? 16 : 64);
+    }
+    ue(&b); /* log2_max_frame_num */
+    switch (ue(&b)) {
+    case 0:
+        ue(&b);
+        break;
+    case 1: {
+        uint32_t k;
+
+        bit1(&b);
+        se(&b);
+        se(&b);
+        k = ue(&b);
+        if (k > 255)
+            return -EINVAL;
+        for (uint32_t i = 0; i < k; i++)
+            se(&b);
+        break;
+    }
+    default:
+        break;
+    }
+    ue(&b); /* max_num_ref_frames */
+    bit1(&b);
+    wmbs = ue(&b) + 1;
+    hmaps = ue(&b) + 1;
+    frame_mbs_only = bit1(&b);
+    if (!frame_mbs_only)
+        bit1(&b);
+    bit1(&b);
+    crop = bit1(&b);
+    if (crop) {
+        cl = ue(&b);
+        cr = ue(&b);
+        ct = ue(&b);
+        cb = ue(&b);
+    }
+    if (b.err || chroma > 3 || wmbs > 1024 || hmaps > 1024)
+        return -EINVAL;
+    {
+        int ux = chroma == 1 || chroma == 2 ? 2 : 1;
+        int uy = (chroma == 1 ? 2 : 1) * (2 - (int)frame_mbs_only);
+        int64_t ww = (int64_t)wmbs * 16 - (int64_t)ux * (cl + cr);
+        int64_t hh = (int64_t)hmaps * 16 * (2 - frame_mbs_only) - (int64_t)uy * (ct + cb);
+
+        if (ww <= 0 || hh <= 0)
+            return -EINVAL;
+        *w = (int)ww;
+        *h = (int)hh;
+    }
+    return 0;
+}
+
 static int add_stream(tc_cmaf_t *c, int track, const tc_cmaf_track_t *t)
 {
     AVStream *st = avformat_new_stream(c->fmt, NULL);
@@ -143,15 +294,18 @@ static int add_stream(tc_cmaf_t *c, int track, const tc_cmaf_track_t *t)
     if (track == TC_CMAF_VIDEO) {
         if (t->codec_id != AV_CODEC_ID_H264 && t->codec_id != AV_CODEC_ID_HEVC)
             return -EINVAL;
-        if (t->width <= 0 || t->height <= 0 || t->width > 16384 || t->height > 16384)
-            return -EINVAL;
-        par->codec_type = AVMEDIA_TYPE_VIDEO;
         par->width = t->width;
         par->height = t->height;
+        if ((par->width <= 0 || par->height <= 0) && t->codec_id == AV_CODEC_ID_H264 &&
+            avcc_size(t->extradata, t->extradata_len, &par->width, &par->height) != 0)
+            return -EINVAL;
+        if (par->width <= 0 || par->height <= 0 || par->width > 16384 || par->height > 16384)
+            return -EINVAL;
+        par->codec_type = AVMEDIA_TYPE_VIDEO;
         st->time_base = (AVRational){1, 90000};
         c->video_codec = t->codec_id;
-        c->width = t->width;
-        c->height = t->height;
+        c->width = par->width;
+        c->height = par->height;
         if (t->codec_id == AV_CODEC_ID_H264 && t->extradata_len >= 4 && t->extradata[0] == 1) {
             memcpy(c->video_cfg, t->extradata, 4);
             c->have_video_cfg = 1;

@@ -39,7 +39,7 @@ typedef struct tc_cmaf_track {
     int codec_id;
     const uint8_t *extradata;
     size_t extradata_len;
-    int width, height;          /* video */
+    int width, height;          /* video; 0: read from the H.264 SPS */
     int sample_rate, channels;  /* audio */
 } tc_cmaf_track_t;
 

@@ -25,7 +25,7 @@ static void make_flv(void)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(flv, sizeof(flv), "%s/in.flv", dir);
     snprintf(cmd, sizeof(cmd),
-             "ffmpeg -nostdin -loglevel error -f lavfi -i testsrc=size=320x240:rate=25 "
+             "ffmpeg -nostdin -loglevel error -f lavfi -i testsrc=size=318x180:rate=25 "
              "-f lavfi -i sine=frequency=440:sample_rate=44100 -t 5 -c:v libx264 "
              "-preset veryfast -g 25 -pix_fmt yuv420p -c:a aac -b:a 64k -f flv %s",
              flv);
@@ -213,8 +213,8 @@ START_TEST(packages_whole_stream)
         ck_assert_int_eq(strncmp(info.codecs, "avc1.64", 7), 0);
         ck_assert_int_eq(strlen(info.codecs), 21);
         ck_assert_str_eq(info.codecs + 11, ",mp4a.40.2");
-        ck_assert_int_eq(info.width, 320);
-        ck_assert_int_eq(info.height, 240);
+        ck_assert_int_eq(info.width, 318);
+        ck_assert_int_eq(info.height, 180);
         ck_assert_uint_eq(info.frame_rate_milli, 25000);
         ck_assert_uint_gt(info.avg_bps, 10000);
         ck_assert_uint_ge(info.peak_bps, info.avg_bps);
@@ -288,8 +288,18 @@ START_TEST(buffers_outlive_packager)
 
     make_flv();
     feed_open(&f);
+    /* the picture size comes from the SPS when the caller has none */
+    f.v.width = f.v.height = 0;
     ck_assert_int_eq(tc_cmaf_new(&c, &conf, &f.v, NULL, 1, NULL, NULL), 0);
     feed_all(&f, c, 0);
+    {
+        tc_cmaf_info_t info;
+
+        tc_cmaf_info(c, &info);
+        ck_assert_int_eq(info.width, 318);
+        ck_assert_int_eq(info.height, 180);
+        ck_assert_ptr_null(strstr(info.codecs, "mp4a"));
+    }
     keep = tc_cmaf_seg_at(c, 0)->parts[0].buf;
     tc_cmaf_buf_ref(keep);
     tc_cmaf_free(&c);
