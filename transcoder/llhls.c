@@ -10,6 +10,7 @@
 #include "proto/hls.h"
 
 #include <errno.h>
+#include <libavcodec/avcodec.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -88,6 +89,11 @@ struct tc_llhls_stream {
     session_t **sessions;  /* SESSION_BUCKETS chains */
     size_t nsessions;
     uint64_t part_us;      /* when the newest part was produced */
+    /* codec configuration seen in FLV bodies (tc_llhls_on_flv) */
+    uint8_t *vcfg, *acfg;
+    size_t vcfg_len, acfg_len;
+    int vcodec, rate, channels;
+    int cfg_dirty;
 };
 
 struct tc_llhls {
@@ -927,6 +933,8 @@ void tc_llhls_stream_close(tc_llhls_stream_t **sp)
         s->next->prev = s->prev;
     tc_cmaf_free(&s->cmaf);
     sessions_free(s);
+    core_free(s->vcfg);
+    core_free(s->acfg);
     core_free(s);
     *sp = NULL;
 }
@@ -972,6 +980,151 @@ int tc_llhls_on_packet(tc_llhls_stream_t *s, const tc_cmaf_packet_t *pkt)
         release_all(s, 503);
     }
     return rv;
+}
+
+/* ---- FLV / RTMP message bodies ------------------------------------------- */
+
+static int keep_cfg(uint8_t **dst, size_t *dlen, const uint8_t *p, size_t n)
+{
+    uint8_t *c;
+
+    if (*dst != NULL && *dlen == n && memcmp(*dst, p, n) == 0)
+        return 0; /* a repeated header changes nothing */
+    c = (uint8_t *)core_memdup(CORE_TAG_HLS, p, n);
+    if (c == NULL)
+        return -ENOMEM;
+    core_free(*dst);
+    *dst = c;
+    *dlen = n;
+    return 1;
+}
+
+/* Sample rate and channels of an AudioSpecificConfig. */
+static int asc_parse(const uint8_t *p, size_t n, int *rate, int *channels)
+{
+    static const int rates[13] = {96000, 88200, 64000, 48000, 44100, 32000, 24000,
+                                  22050, 16000, 12000, 11025, 8000, 7350};
+    unsigned idx;
+
+    if (n < 2 || (p[0] >> 3) == 0 || (p[0] >> 3) == 31)
+        return -EINVAL;
+    idx = ((p[0] & 7u) << 1) | (p[1] >> 7);
+    if (idx == 15) {
+        if (n < 5)
+            return -EINVAL;
+        *rate = (int)(((p[1] & 0x7fu) << 17) | ((unsigned)p[2] << 9) | ((unsigned)p[3] << 1) |
+                      (p[4] >> 7));
+        *channels = (p[4] >> 3) & 0xf;
+    } else {
+        if (idx > 12)
+            return -EINVAL;
+        *rate = rates[idx];
+        *channels = (p[1] >> 3) & 0xf;
+    }
+    if (*channels == 0)
+        *channels = 2; /* given by a program config element: assume stereo */
+    return *rate > 0 ? 0 : -EINVAL;
+}
+
+static int32_t si24(const uint8_t *p)
+{
+    int32_t v = (int32_t)(((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | p[2]);
+
+    return (v & 0x800000) ? v - 0x1000000 : v;
+}
+
+int tc_llhls_on_flv(tc_llhls_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *p, size_t len)
+{
+    tc_cmaf_packet_t pkt = {0};
+    int rv;
+
+    if (type == 9) {
+        int key, codec, ptype;
+        size_t off;
+        int32_t cts = 0;
+
+        if (len < 5)
+            return -EINVAL;
+        key = ((p[0] >> 4) & 7) == 1;
+        if (p[0] & 0x80) { /* Enhanced RTMP */
+            uint32_t fourcc = ((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
+                              ((uint32_t)p[3] << 8) | p[4];
+
+            if (fourcc == 0x61766331u) /* avc1 */
+                codec = AV_CODEC_ID_H264;
+            else if (fourcc == 0x68766331u) /* hvc1 */
+                codec = AV_CODEC_ID_HEVC;
+            else
+                return -EINVAL;
+            ptype = p[0] & 0x0f;
+            if (ptype == 1) {
+                if (len < 8)
+                    return -EINVAL;
+                cts = si24(p + 5);
+                off = 8;
+            } else if (ptype == 0 || ptype == 3) {
+                off = 5;
+                ptype = ptype == 0 ? 0 : 1;
+            } else {
+                return 0; /* sequence end, metadata: nothing to package */
+            }
+        } else {
+            if ((p[0] & 0x0f) != 7)
+                return -EINVAL; /* only H.264 among the legacy codecs */
+            codec = AV_CODEC_ID_H264;
+            ptype = p[1];
+            cts = si24(p + 2);
+            off = 5;
+            if (ptype > 1)
+                return 0;
+        }
+        if (ptype == 0) {
+            if (len - off == 0)
+                return -EINVAL;
+            rv = keep_cfg(&s->vcfg, &s->vcfg_len, p + off, len - off);
+            if (rv > 0) {
+                s->vcodec = codec;
+                s->cfg_dirty = 1;
+            }
+            return rv < 0 ? rv : 0;
+        }
+        if (len - off == 0)
+            return 0;
+        pkt = (tc_cmaf_packet_t){TC_CMAF_VIDEO, ts, (int64_t)ts + cts, key, p + off, len - off};
+    } else if (type == 8) {
+        if (len < 2 || (p[0] >> 4) != 10)
+            return -EINVAL; /* AAC only */
+        if (p[1] == 0) {
+            int r, ch;
+
+            if (asc_parse(p + 2, len - 2, &r, &ch) != 0)
+                return -EINVAL;
+            rv = keep_cfg(&s->acfg, &s->acfg_len, p + 2, len - 2);
+            if (rv > 0) {
+                s->rate = r;
+                s->channels = ch;
+                s->cfg_dirty = 1;
+            }
+            return rv < 0 ? rv : 0;
+        }
+        if (len == 2)
+            return 0;
+        pkt = (tc_cmaf_packet_t){TC_CMAF_AUDIO, ts, ts, 1, p + 2, len - 2};
+    } else {
+        return 0;
+    }
+    if (s->cfg_dirty) {
+        tc_cmaf_track_t v = {s->vcodec, s->vcfg, s->vcfg_len, 0, 0, 0, 0};
+        tc_cmaf_track_t a = {AV_CODEC_ID_AAC, s->acfg, s->acfg_len, 0, 0, s->rate, s->channels};
+
+        s->cfg_dirty = 0;
+        rv = tc_llhls_on_config(s, s->vcfg != NULL ? &v : NULL, s->acfg != NULL ? &a : NULL);
+        if (rv != 0)
+            return rv;
+    }
+    if (s->cmaf == NULL)
+        return 0; /* no configuration for this track yet, or unusable */
+    return tc_llhls_on_packet(s, &pkt);
 }
 
 size_t tc_llhls_viewers(const tc_llhls_t *h, const char *name)

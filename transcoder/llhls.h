@@ -75,6 +75,16 @@ int tc_llhls_on_config(tc_llhls_stream_t *s, const tc_cmaf_track_t *video,
  * (the stream's LL-HLS output stops until the next on_config). */
 int tc_llhls_on_packet(tc_llhls_stream_t *s, const tc_cmaf_packet_t *pkt);
 
+/* The same from an RTMP message / FLV tag body: type 9 (video: H.264,
+ * or HEVC/H.264 in Enhanced RTMP) or 8 (audio: AAC), ts the dts in ms,
+ * p[0..len) the body (borrowed). Sequence headers become the
+ * configuration (tc_llhls_on_config when it changes, at the next frame);
+ * frames become packets. Other types and codecs are ignored (-EINVAL for
+ * codecs LL-HLS cannot carry, 0 for the rest). Returns as
+ * tc_llhls_on_packet(). */
+int tc_llhls_on_flv(tc_llhls_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *p,
+                    size_t len);
+
 /* Live viewer sessions of the stream named name (0 if none). */
 size_t tc_llhls_viewers(const tc_llhls_t *h, const char *name);
 

@@ -43,7 +43,7 @@ static tc_llhls_t *ll;
 static tc_llhls_stream_t *st;
 static int port;
 static uint64_t t0;
-static _Atomic int feeding, finished, close_stream, stop;
+static _Atomic int feeding, finished, close_stream, stop, as_flv;
 static pthread_t loop_th;
 static tc_llhls_conf_t conf = {200, 1000, 20, 2000};
 
@@ -94,6 +94,46 @@ static void load_flv(void)
     av_packet_free(&pkt);
 }
 
+/* The packet as an RTMP message body (legacy AVC / AAC), preceded by the
+ * sequence headers the first time. */
+static void feed_flv(const tc_cmaf_packet_t *p)
+{
+    static uint8_t body[1 << 20];
+    int32_t cts = (int32_t)(p->pts_ms - p->dts_ms);
+
+    if (fed == 0) {
+        body[0] = 0x17;
+        body[1] = 0;
+        body[2] = body[3] = body[4] = 0;
+        memcpy(body + 5, vtrack.extradata, vtrack.extradata_len);
+        ck_assert_int_eq(tc_llhls_on_flv(st, 9, 0, body, 5 + vtrack.extradata_len), 0);
+        body[0] = 0xaf;
+        body[1] = 0;
+        memcpy(body + 2, atrack.extradata, atrack.extradata_len);
+        ck_assert_int_eq(tc_llhls_on_flv(st, 8, 0, body, 2 + atrack.extradata_len), 0);
+        /* metadata and an unsupported audio codec are ignored or refused */
+        ck_assert_int_eq(tc_llhls_on_flv(st, 18, 0, body, 3), 0);
+        body[0] = 0x2f;
+        ck_assert_int_eq(tc_llhls_on_flv(st, 8, 0, body, 3), -EINVAL);
+        ck_assert_int_eq(tc_llhls_on_flv(st, 9, 0, body, 4), -EINVAL);
+    }
+    ck_assert_uint_lt(p->len + 5, sizeof(body));
+    if (p->track == TC_CMAF_VIDEO) {
+        body[0] = p->keyframe ? 0x17 : 0x27;
+        body[1] = 1;
+        body[2] = (uint8_t)(cts >> 16);
+        body[3] = (uint8_t)(cts >> 8);
+        body[4] = (uint8_t)cts;
+        memcpy(body + 5, p->data, p->len);
+        ck_assert_int_eq(tc_llhls_on_flv(st, 9, (uint32_t)p->dts_ms, body, p->len + 5), 0);
+    } else {
+        body[0] = 0xaf;
+        body[1] = 1;
+        memcpy(body + 2, p->data, p->len);
+        ck_assert_int_eq(tc_llhls_on_flv(st, 8, (uint32_t)p->dts_ms, body, p->len + 2), 0);
+    }
+}
+
 /* Loop thread: feed what is due, act on the test's requests. */
 static void tick(void *arg)
 {
@@ -110,7 +150,10 @@ static void tick(void *arg)
     if (t0 == 0)
         t0 = core_mono_ms();
     while (fed < npkts && pkts[fed].p.dts_ms <= (int64_t)((core_mono_ms() - t0) * SPEED)) {
-        ck_assert_int_eq(tc_llhls_on_packet(st, &pkts[fed].p), 0);
+        if (atomic_load(&as_flv))
+            feed_flv(&pkts[fed].p);
+        else
+            ck_assert_int_eq(tc_llhls_on_packet(st, &pkts[fed].p), 0);
         fed++;
     }
     if (fed == npkts)
@@ -141,6 +184,7 @@ static void setup(void)
     atomic_store(&finished, 0);
     atomic_store(&close_stream, 0);
     atomic_store(&stop, 0);
+    atomic_store(&as_flv, 0);
     ck_assert_int_eq(tc_llhls_stream_open(ll, "cam", &st), 0);
     ck_assert_int_eq(tc_llhls_stream_open(ll, "cam", &(tc_llhls_stream_t *){NULL}), -EEXIST);
     ck_assert_int_eq(tc_llhls_stream_open(ll, "a/b", &(tc_llhls_stream_t *){NULL}), -EINVAL);
@@ -550,6 +594,28 @@ START_TEST(master_and_sessions)
 }
 END_TEST
 
+START_TEST(from_flv_bodies)
+{
+    reply_t r, m;
+
+    /* sizes from the SPS, rates from the AudioSpecificConfig */
+    atomic_store(&as_flv, 1);
+    atomic_store(&feeding, 1);
+    get("/live/cam/index.m3u8", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "URI=\"p1.0.m4s\",INDEPENDENT=YES"));
+    get("/live/cam/master.m3u8", &m);
+    ck_assert_ptr_nonnull(strstr(m.body, ",mp4a.40.2\",RESOLUTION=320x240"));
+    reply_free(&r);
+    reply_free(&m);
+    get("/live/cam/init.mp4", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(memmem(r.body, r.len, "avcC", 4));
+    ck_assert_ptr_nonnull(memmem(r.body, r.len, "mp4a", 4));
+    reply_free(&r);
+}
+END_TEST
+
 START_TEST(directives)
 {
     core_conf_t *c = core_conf_new();
@@ -582,6 +648,7 @@ int main(void)
     tcase_add_test(tc, delta_update);
     tcase_add_test(tc, timeout_503_and_close_404);
     tcase_add_test(tc, master_and_sessions);
+    tcase_add_test(tc, from_flv_bodies);
     suite_add_tcase(s, tc);
     tc = tcase_create("conf");
     tcase_add_test(tc, directives);
