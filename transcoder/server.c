@@ -1,63 +1,109 @@
-/* transcoder/server: wiring of the RTMP listener and playback routes.
- *
- * Bootstrap version: accepts RTMP connections and closes them; /live/
- * answers 404. The RTMP sessions and the stream hub replace it. */
-#include "transcoder/tc.h"
+/* transcoder/server: the transcoder's directives, the RTMP listener and
+ * the playback and API routes. */
+#include "transcoder/tc_int.h"
 
 #include "core/arena.h"
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-struct tc_server {
-    struct evconnlistener *lst;
-    const tc_conf_t *conf;
-};
-
+static const char *const onoff[] = {"no", "yes", NULL};
 static const core_conf_def_t defs_tmpl[] = {
     {"rtmp-chunk-size", CORE_CONF_INT, "4096", "RTMP chunk size oborod sends", NULL, 128, 65536, NULL, 0, NULL, NULL},
-    {"rtmp-max-message", CORE_CONF_SIZE, "16mb", "largest RTMP message a peer may send", NULL, 1024, 1LL << 30, NULL, 0, NULL, NULL},
-    {"viewer-queue-bytes", CORE_CONF_SIZE, "4mb", "per-viewer output queue before frames are dropped", NULL, 65536, 1LL << 30, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"rtmp-max-message-size", CORE_CONF_SIZE, "8mb", "largest RTMP message a peer may send; a larger one closes the session", NULL, 1024, 0xffffff, NULL, 0, NULL, NULL},
+    {"viewer-queue-bytes", CORE_CONF_SIZE, "4mb", "per-viewer output queue; past it frames are dropped up to the next keyframe", NULL, 65536, 1LL << 30, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"viewer-queue-ms", CORE_CONF_INT, "5000", "a viewer whose queue stays over viewer-queue-bytes this long is disconnected", NULL, 100, 600000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"rtmp-handshake-timeout-ms", CORE_CONF_INT, "5000", "an RTMP client must finish the handshake and connect within this time", NULL, 100, 600000, NULL, 0, NULL, NULL},
+    {"publish-grace-ms", CORE_CONF_INT, "5000", "viewers stay attached this long after the publisher leaves (0: end at once)", NULL, 0, 600000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"gop-cache", CORE_CONF_ENUM, "yes", "send new viewers the frames since the last keyframe (instant start)", NULL, 0, 0, onoff, CORE_CONF_RUNTIME, NULL, NULL},
+    {"gop-cache-max-bytes", CORE_CONF_SIZE, "16mb", "a GOP larger than this is not cached", NULL, 65536, 1LL << 30, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"publish-secret", CORE_CONF_STR, "", "HMAC-SHA256 key for signed stream keys NAME?exp=UNIX&sig=HEX; empty: publishing is open (only safe on loopback)", NULL, 0, 0, NULL, CORE_CONF_SECRET, NULL, NULL},
+    {"max-streams", CORE_CONF_INT, "1000", "published streams at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
+    {"rtmp-max-sessions", CORE_CONF_INT, "10000", "RTMP connections at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
 };
-static core_conf_def_t defs[sizeof(defs_tmpl) / sizeof(defs_tmpl[0])];
+#define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
+static core_conf_def_t defs[NDEFS];
 
 int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
 {
+    void *ptrs[NDEFS] = {&tc->rtmp_chunk_size, &tc->rtmp_max_message, &tc->viewer_queue_bytes,
+                         &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
+                         &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
+                         &tc->max_streams, &tc->max_sessions};
+
     memcpy(defs, defs_tmpl, sizeof(defs));
-    defs[0].ptr = &tc->rtmp_chunk_size;
-    defs[1].ptr = &tc->rtmp_max_message;
-    defs[2].ptr = &tc->viewer_queue_bytes;
-    return core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0]));
+    for (size_t i = 0; i < NDEFS; i++)
+        defs[i].ptr = ptrs[i];
+    return core_conf_add(c, defs, NDEFS);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
-    close(fd);
+    tc_server_t *srv = arg;
+    char host[INET6_ADDRSTRLEN] = "?", peer[64];
+    int port = 0, one = 1;
+
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(peer, sizeof(peer), "%s:%d", host, port);
+    /* media is latency-sensitive: do not wait to coalesce small writes */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    tc_rtmp_session_new(srv, fd, peer);
 }
 
 int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t *http,
                   const tc_conf_t *conf)
 {
     tc_server_t *s = core_calloc(CORE_TAG_HUB, 1, sizeof(*s));
+    int rv;
 
     if (s == NULL) {
         close(rtmp_fd);
         return -ENOMEM;
     }
+    s->loop = loop;
+    s->base = core_loop_base(loop);
     s->conf = conf;
-    s->lst = evconnlistener_new(core_loop_base(loop), accept_cb, s,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, rtmp_fd);
-    if (s->lst == NULL) {
-        close(rtmp_fd);
-        core_free(s);
-        return -ENOMEM;
-    }
+    rv = tc_hub_init(&s->hub, s->base, conf);
+    if (rv != 0)
+        goto err_after_alloc;
+    s->rtmp_bytes_in = core_metrics_counter(core_metrics_global(), "oboro_rtmp_bytes_total{dir=\"in\"}",
+                                            "Bytes read from RTMP connections.");
+    rv = -ENOMEM;
+    if (s->rtmp_bytes_in == NULL)
+        goto err_after_alloc;
+    if (core_http_route(http, "/live/", tc_httpflv_cb, s) != 0 ||
+        core_http_route(http, "/api/streams", tc_api_cb, s) != 0 ||
+        core_http_route(http, "/api/streams/", tc_api_cb, s) != 0)
+        goto err_after_alloc;
+    s->lst = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                -1, rtmp_fd);
+    if (s->lst == NULL)
+        goto err_after_alloc;
     *out = s;
     return 0;
+
+err_after_alloc:
+    close(rtmp_fd);
+    core_free(s);
+    return rv;
 }
 
 void tc_server_free(tc_server_t **sp)
@@ -67,6 +113,11 @@ void tc_server_free(tc_server_t **sp)
     if (s == NULL)
         return;
     evconnlistener_free(s->lst);
+    /* publishers and RTMP viewers, then the streams (which end the
+     * HTTP-FLV viewers), then anything left */
+    tc_rtmp_session_free_all(s);
+    tc_hub_close(&s->hub);
+    tc_httpflv_free_all(s);
     core_free(s);
     *sp = NULL;
 }

@@ -13,6 +13,14 @@ typedef struct tc_conf {
     long long rtmp_chunk_size;     /* chunk size we send */
     long long rtmp_max_message;    /* largest RTMP message a peer may send */
     long long viewer_queue_bytes;  /* per-viewer output queue before dropping */
+    long long viewer_queue_ms;     /* over the byte bound this long: disconnect */
+    long long handshake_timeout_ms;/* RTMP handshake + connect deadline */
+    long long publish_grace_ms;    /* viewers wait this long for a republish */
+    int gop_cache;                 /* send the GOP cache to new viewers */
+    long long gop_cache_max_bytes; /* a longer GOP is not cached */
+    char *publish_secret;          /* HMAC key for stream keys, "" = open */
+    long long max_streams;         /* published streams at once */
+    long long max_sessions;        /* RTMP connections at once */
 } tc_conf_t;
 
 /* Register the transcoder's directives (storage in *tc). */

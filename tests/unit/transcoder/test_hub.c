@@ -1,0 +1,354 @@
+/* Unit tests for transcoder/hub (with subscribers that record what they
+ * get instead of sockets) and the publish authentication. */
+#include "transcoder/tc_int.h"
+
+#include "core/arena.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fake {
+    tc_sub_t sub;
+    tc_pkt_t *got[256];
+    int n;
+    size_t queued;             /* what queued() reports */
+    int ended;
+    char reason[16];
+} fake_t;
+
+static int f_packet(tc_sub_t *sub, tc_pkt_t *p)
+{
+    fake_t *f = (fake_t *)sub;
+
+    ck_assert_int_lt(f->n, 256);
+    f->got[f->n++] = tc_pkt_ref(p);
+    return 0;
+}
+
+static size_t f_queued(tc_sub_t *sub)
+{
+    return ((fake_t *)sub)->queued;
+}
+
+static void f_end(tc_sub_t *sub, const char *reason)
+{
+    fake_t *f = (fake_t *)sub;
+
+    f->ended = 1;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
+static const tc_sub_ops_t fops = {f_packet, f_queued, f_end};
+
+static void fake_clear(fake_t *f)
+{
+    for (int i = 0; i < f->n; i++)
+        tc_pkt_unref(f->got[i]);
+    f->n = 0;
+}
+
+static struct event_base *base;
+static tc_conf_t conf;
+static tc_hub_t hub;
+static int pub_token;
+
+static void setup(void)
+{
+    base = event_base_new();
+    memset(&conf, 0, sizeof(conf));
+    conf.viewer_queue_bytes = 1000;
+    conf.viewer_queue_ms = 50;
+    conf.publish_grace_ms = 0;
+    conf.gop_cache = 1;
+    conf.gop_cache_max_bytes = 1 << 20;
+    conf.max_streams = 4;
+    ck_assert_int_eq(tc_hub_init(&hub, base, &conf), 0);
+}
+
+static void teardown(void)
+{
+    tc_hub_close(&hub);
+    event_base_free(base);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_HUB_PACKETS), 0);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_HUB), 0);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_FLV), 0);
+}
+
+static const uint8_t avc_seq[] = {0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1f};
+static const uint8_t avc_key[] = {0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65};
+static const uint8_t avc_inter[] = {0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41};
+static const uint8_t aac_seq[] = {0xaf, 0x00, 0x12, 0x10};
+static const uint8_t aac_raw[] = {0xaf, 0x01, 0x21, 0x00};
+
+static tc_stream_t *publish(const char *name)
+{
+    int err = 0;
+    tc_stream_t *s = tc_hub_publish(&hub, "live", name, "", &pub_token, &err);
+
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static void push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *p, size_t n)
+{
+    ck_assert_int_eq(tc_hub_push(s, type, ts, p, (uint32_t)n, 0), 0);
+}
+
+START_TEST(gop_cache_on_attach)
+{
+    tc_stream_t *s = publish("a");
+    fake_t f = {0};
+
+    push(s, FLV_TAG_VIDEO, 0, avc_seq, sizeof(avc_seq));
+    push(s, FLV_TAG_AUDIO, 0, aac_seq, sizeof(aac_seq));
+    push(s, FLV_TAG_VIDEO, 0, avc_inter, sizeof(avc_inter));    /* before any keyframe */
+    push(s, FLV_TAG_VIDEO, 40, avc_key, sizeof(avc_key));
+    push(s, FLV_TAG_AUDIO, 50, aac_raw, sizeof(aac_raw));
+    push(s, FLV_TAG_VIDEO, 80, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV), 0);
+    /* sequence headers, then the GOP from the keyframe on */
+    ck_assert_int_eq(f.n, 5);
+    ck_assert_int_eq(f.got[0]->config, 1);
+    ck_assert_int_eq(f.got[0]->type, FLV_TAG_VIDEO);
+    ck_assert_int_eq(f.got[1]->type, FLV_TAG_AUDIO);
+    ck_assert_int_eq(f.got[2]->key, 1);
+    ck_assert_uint_eq(f.got[2]->ts, 40);
+    ck_assert_uint_eq(f.got[4]->ts, 80);
+    /* the packet is an FLV tag whose body is the RTMP payload */
+    ck_assert_int_eq(f.got[2]->flv[0], FLV_TAG_VIDEO);
+    ck_assert_mem_eq(tc_pkt_payload(f.got[2]), avc_key, sizeof(avc_key));
+    /* live packets follow; the same packet object is shared */
+    push(s, FLV_TAG_VIDEO, 120, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(f.n, 6);
+    ck_assert_int_eq(s->nsubs[TC_PROTO_FLV], 1);
+    ck_assert_ptr_eq(f.got[5], s->gop[s->ngop - 1]);
+    tc_hub_detach(&f.sub);
+    ck_assert_int_eq(s->nsubs[TC_PROTO_FLV], 0);
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(no_gop_cache_waits_for_keyframe)
+{
+    tc_stream_t *s = publish("b");
+    fake_t f = {0};
+
+    conf.gop_cache = 0;
+    push(s, FLV_TAG_VIDEO, 0, avc_seq, sizeof(avc_seq));
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_RTMP);
+    ck_assert_int_eq(f.n, 1);          /* the sequence header only */
+    push(s, FLV_TAG_VIDEO, 40, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(f.n, 1);
+    push(s, FLV_TAG_VIDEO, 80, avc_key, sizeof(avc_key));
+    ck_assert_int_eq(f.n, 2);
+    ck_assert_int_eq(f.got[1]->key, 1);
+    tc_hub_detach(&f.sub);
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(slow_viewer_drops_then_is_cut)
+{
+    tc_stream_t *s = publish("c");
+    fake_t f = {0};
+
+    push(s, FLV_TAG_VIDEO, 0, avc_seq, sizeof(avc_seq));
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV);
+    ck_assert_int_eq(f.n, 2);
+    f.queued = 5000;                   /* over the 1000-byte bound */
+    push(s, FLV_TAG_VIDEO, 40, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(f.n, 2);
+    ck_assert_int_eq(s->dropped, 1);
+    f.queued = 0;                      /* drained, but mid-GOP: still dropping */
+    push(s, FLV_TAG_VIDEO, 80, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(f.n, 2);
+    push(s, FLV_TAG_VIDEO, 120, avc_key, sizeof(avc_key));
+    ck_assert_int_eq(f.n, 3);          /* resumes at the keyframe */
+    push(s, FLV_TAG_VIDEO, 160, avc_seq, sizeof(avc_seq));
+    ck_assert_int_eq(f.n, 4);          /* configuration is never dropped */
+    f.queued = 5000;
+    push(s, FLV_TAG_VIDEO, 200, avc_inter, sizeof(avc_inter));
+    usleep(80 * 1000);                 /* longer than viewer-queue-ms */
+    push(s, FLV_TAG_VIDEO, 240, avc_inter, sizeof(avc_inter));
+    ck_assert_int_eq(f.ended, 1);
+    ck_assert_str_eq(f.reason, "slow");
+    ck_assert_ptr_null(f.sub.stream);
+    ck_assert_int_eq(s->nsubs[TC_PROTO_FLV], 0);
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(one_publisher_per_stream)
+{
+    tc_stream_t *s = publish("d");
+    int err = 0, other;
+
+    ck_assert_ptr_null(tc_hub_publish(&hub, "live", "d", "", &other, &err));
+    ck_assert_int_eq(err, -EBUSY);
+    ck_assert_ptr_eq(tc_hub_find(&hub, "live", "d"), s);
+    ck_assert_ptr_null(tc_hub_find(&hub, "other", "d"));
+    tc_hub_unpublish(s);               /* no grace, no viewers: gone */
+    ck_assert_ptr_null(tc_hub_find(&hub, "live", "d"));
+}
+END_TEST
+
+START_TEST(max_streams)
+{
+    int err = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char n[8];
+
+        snprintf(n, sizeof(n), "s%d", i);
+        publish(n);
+    }
+    ck_assert_ptr_null(tc_hub_publish(&hub, "live", "s9", "", &pub_token, &err));
+    ck_assert_int_eq(err, -ENOSPC);
+}
+END_TEST
+
+START_TEST(republish_in_grace_keeps_viewers)
+{
+    tc_stream_t *s;
+    fake_t f = {0};
+    struct timeval tv = {0, 400 * 1000};
+
+    conf.publish_grace_ms = 200;
+    s = publish("e");
+    push(s, FLV_TAG_VIDEO, 1000, avc_seq, sizeof(avc_seq));
+    push(s, FLV_TAG_VIDEO, 1000, avc_key, sizeof(avc_key));
+    push(s, FLV_TAG_VIDEO, 1040, avc_inter, sizeof(avc_inter));
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV);
+    ck_assert_uint_eq(f.got[f.n - 1]->ts, 40);   /* the timeline starts at 0 */
+    tc_hub_unpublish(s);
+    ck_assert_ptr_eq(tc_hub_find(&hub, "live", "e"), s);
+    ck_assert_int_eq(f.ended, 0);
+    ck_assert_ptr_eq(publish("e"), s);
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    /* the new publisher's timestamps continue the old timeline */
+    ck_assert_uint_gt(f.got[f.n - 1]->ts, 40);
+    tc_hub_unpublish(s);
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);         /* the grace period runs out */
+    ck_assert_int_eq(f.ended, 1);
+    ck_assert_str_eq(f.reason, "eos");
+    ck_assert_ptr_null(tc_hub_find(&hub, "live", "e"));
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(metadata_and_rtmp_form)
+{
+    /* "onMetaData" {width: 640, height: 360} as an ECMA array */
+    static const uint8_t meta[] = {0x02, 0, 10, 'o', 'n', 'M', 'e', 't', 'a', 'D', 'a', 't', 'a',
+                                   0x08, 0, 0, 0, 2,
+                                   0, 5, 'w', 'i', 'd', 't', 'h', 0x00, 0x40, 0x84, 0, 0, 0, 0, 0, 0,
+                                   0, 6, 'h', 'e', 'i', 'g', 'h', 't', 0x00, 0x40, 0x76, 0x80, 0, 0, 0, 0, 0,
+                                   0, 0, 9};
+    tc_stream_t *s = publish("f");
+    fake_t f = {0};
+
+    push(s, FLV_TAG_SCRIPT, 0, meta, sizeof(meta));
+    ck_assert(s->info.width == 640 && s->info.height == 360);
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_RTMP);
+    ck_assert_int_eq(f.n, 1);
+    ck_assert_int_eq(tc_pkt_rtmp(f.got[0], 4096), 0);
+    /* one type-0 chunk on chunk stream 5, message stream 1, type 18 */
+    ck_assert_int_eq(f.got[0]->rtmp[0], 5);
+    ck_assert_int_eq(f.got[0]->rtmp[7], 18);
+    ck_assert_int_eq(f.got[0]->rtmp[8], 1);
+    ck_assert_int_eq(f.got[0]->rtmp_len, 12 + sizeof(meta));
+    tc_hub_detach(&f.sub);
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(malformed_media_refused)
+{
+    tc_stream_t *s = publish("g");
+    static const uint8_t short_avc[] = {0x17, 0x01};
+
+    ck_assert_int_eq(tc_hub_push(s, FLV_TAG_VIDEO, 0, short_avc, 2, 0), -EPROTO);
+    ck_assert_int_eq(tc_hub_push(s, FLV_TAG_AUDIO, 0, aac_raw, 1, 0), -EPROTO);
+}
+END_TEST
+
+/* ---- publish authentication -------------------------------------------- */
+
+static void sign(const char *secret, const char *name, unsigned long long exp, char *key, size_t n,
+                 const char *extra)
+{
+    char msg[128], hex[65];
+    uint8_t mac[32];
+    unsigned ml = 32;
+
+    snprintf(msg, sizeof(msg), "%s:%llu", name, exp);
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)msg, strlen(msg), mac, &ml);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    snprintf(key, n, "%s?exp=%llu&sig=%s%s", name, exp, hex, extra);
+}
+
+START_TEST(auth)
+{
+    char key[256], name[64], opts[64];
+    const char *why = NULL;
+
+    ck_assert_int_eq(tc_auth_check("", "cam?blur=1&x=2", 100, name, sizeof(name), opts, sizeof(opts), &why), 0);
+    ck_assert_str_eq(name, "cam");
+    ck_assert_str_eq(opts, "blur=1&x=2");
+    ck_assert_int_eq(tc_auth_check("k", "cam", 100, name, sizeof(name), opts, sizeof(opts), &why), -EACCES);
+    ck_assert_str_eq(why, "missing exp or sig");
+    sign("k", "cam", 200, key, sizeof(key), "&blur=1");
+    ck_assert_int_eq(tc_auth_check("k", key, 100, name, sizeof(name), opts, sizeof(opts), &why), 0);
+    ck_assert_str_eq(opts, "blur=1");
+    ck_assert_int_eq(tc_auth_check("k", key, 201, name, sizeof(name), opts, sizeof(opts), &why), -EACCES);
+    ck_assert_str_eq(why, "stream key expired");
+    ck_assert_int_eq(tc_auth_check("other", key, 100, name, sizeof(name), opts, sizeof(opts), &why), -EACCES);
+    ck_assert_str_eq(why, "bad signature");
+    sign("k", "cam2", 200, key, sizeof(key), "");
+    key[3] = '\0';   /* "cam" with cam2's signature cannot pass */
+    memcpy(key, "cam", 3);
+    memmove(key + 3, key + 4, strlen(key + 4) + 1);
+    ck_assert_int_eq(tc_auth_check("k", key, 100, name, sizeof(name), opts, sizeof(opts), &why), -EACCES);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("transcoder/hub");
+    TCase *tc = tcase_create("hub");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, gop_cache_on_attach);
+    tcase_add_test(tc, no_gop_cache_waits_for_keyframe);
+    tcase_add_test(tc, slow_viewer_drops_then_is_cut);
+    tcase_add_test(tc, one_publisher_per_stream);
+    tcase_add_test(tc, max_streams);
+    tcase_add_test(tc, republish_in_grace_keeps_viewers);
+    tcase_add_test(tc, metadata_and_rtmp_form);
+    tcase_add_test(tc, malformed_media_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("auth");
+    tcase_add_test(tc, auth);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,202 @@
+/* transcoder/httpflv: GET /live/NAME.flv — the FLV header, metadata,
+ * sequence headers, the GOP cache, then live tags, as one endless HTTP
+ * response (chunked for HTTP/1.1, close-delimited for HTTP/1.0). Tags are
+ * shared with every other viewer by reference. */
+#include "transcoder/tc_int.h"
+
+#include "core/arena.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct tc_flv_viewer {
+    struct tc_flv_viewer *next, *prev;
+    tc_server_t *srv;
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    struct evbuffer *tmp;
+    tc_sub_t sub;
+    char peer[64];
+    char stream[160];
+    uint64_t bytes;
+} tc_flv_viewer_t;
+
+#define VIEWER_OF(subp) ((tc_flv_viewer_t *)((char *)(subp) - offsetof(tc_flv_viewer_t, sub)))
+
+static void viewer_free(tc_flv_viewer_t *v)
+{
+    tc_server_t *srv = v->srv;
+
+    if (v->sub.stream != NULL)
+        tc_hub_detach(&v->sub);
+    if (v->prev != NULL)
+        v->prev->next = v->next;
+    else
+        srv->flv_viewers = v->next;
+    if (v->next != NULL)
+        v->next->prev = v->prev;
+    if (v->tmp != NULL)
+        evbuffer_free(v->tmp);
+    core_free(v);
+}
+
+/* The viewer went away (or the connection failed). */
+static void closed_cb(struct evhttp_connection *conn, void *arg)
+{
+    tc_flv_viewer_t *v = arg;
+
+    struct evhttp_request *req = v->req;
+
+    core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
+                  v->stream, (unsigned long long)v->bytes, (unsigned long long)v->sub.dropped);
+    viewer_free(v);
+    /* evhttp detaches an unfinished response from a connection that
+     * failed and leaves it to us: ending it frees it */
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_send_reply_end(req);
+}
+
+static size_t queued(tc_sub_t *sub)
+{
+    tc_flv_viewer_t *v = VIEWER_OF(sub);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(v->conn);
+
+    return evbuffer_get_length(bufferevent_get_output(bev));
+}
+
+/* Hard close: drop what is queued. */
+static void kill_viewer(tc_flv_viewer_t *v)
+{
+    struct evhttp_connection *conn = v->conn;
+
+    evhttp_connection_set_closecb(conn, NULL, NULL);
+    viewer_free(v);
+    evhttp_connection_free(conn);
+}
+
+static int packet(tc_sub_t *sub, tc_pkt_t *p)
+{
+    tc_flv_viewer_t *v = VIEWER_OF(sub);
+    ssize_t n = tc_pkt_add_to(p, v->tmp, 0, 0);
+
+    if (n < 0) {
+        core_log_warn("flv", "viewer dropped", "peer=%s stream=%s reason=\"out of memory\"", v->peer,
+                      v->stream);
+        kill_viewer(v);
+        return -1;
+    }
+    evhttp_send_reply_chunk(v->req, v->tmp);
+    v->bytes += (uint64_t)n;
+    core_metric_inc(v->srv->hub.m.bytes_out[TC_PROTO_FLV], n);
+    return 0;
+}
+
+static void end(tc_sub_t *sub, const char *reason)
+{
+    tc_flv_viewer_t *v = VIEWER_OF(sub);
+    struct evhttp_connection *conn = v->conn;
+
+    if (strcmp(reason, "slow") == 0) {
+        core_log_warn("flv", "viewer too slow, disconnected", "peer=%s stream=%s dropped=%llu",
+                      v->peer, v->stream, (unsigned long long)sub->dropped);
+        kill_viewer(v);
+        return;
+    }
+    core_log_info("flv", "viewer ended", "peer=%s stream=%s reason=%s bytes=%llu", v->peer,
+                  v->stream, reason, (unsigned long long)v->bytes);
+    /* a clean end of stream: the response ends, what is queued is sent */
+    evhttp_connection_set_closecb(conn, NULL, NULL);
+    evhttp_connection_set_timeout(conn, 60);
+    evhttp_send_reply_end(v->req);
+    viewer_free(v);
+}
+
+static const tc_sub_ops_t ops = {packet, queued, end};
+
+static void cors(struct evhttp_request *req)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+    evhttp_add_header(h, "Access-Control-Allow-Origin", "*");
+    evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+    evhttp_add_header(h, "Access-Control-Allow-Headers", "*");
+    evhttp_add_header(h, "Access-Control-Expose-Headers", "*");
+}
+
+void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
+{
+    tc_server_t *srv = arg;
+    static const char nf[] = "{\"error\":\"no such stream\"}\n";
+    const char *name = path + strlen("/live/");
+    size_t nlen = strlen(name);
+    char sname[128], *host = NULL;
+    ev_uint16_t port = 0;
+    tc_stream_t *st = NULL;
+    tc_flv_viewer_t *v;
+    uint8_t hdr[FLV_HEADER_LEN];
+    int audio, video;
+
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
+        cors(req);
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        return;
+    }
+    if (nlen > 4 && nlen - 4 < sizeof(sname) && strcmp(name + nlen - 4, ".flv") == 0) {
+        snprintf(sname, sizeof(sname), "%.*s", (int)(nlen - 4), name);
+        st = tc_hub_find(&srv->hub, "live", sname);
+    }
+    if (st == NULL) {
+        cors(req);
+        core_http_reply(req, 404, "application/json", nf, sizeof(nf) - 1);
+        return;
+    }
+    v = core_calloc(CORE_TAG_HUB, 1, sizeof(*v));
+    if (v == NULL || (v->tmp = evbuffer_new()) == NULL) {
+        core_free(v);
+        evhttp_send_error(req, 503, NULL);
+        return;
+    }
+    v->srv = srv;
+    v->req = req;
+    v->conn = evhttp_request_get_connection(req);
+    evhttp_connection_get_peer(v->conn, &host, &port);
+    snprintf(v->peer, sizeof(v->peer), "%s:%u", host ? host : "?", (unsigned)port);
+    snprintf(v->stream, sizeof(v->stream), "%s", st->name);
+    v->next = srv->flv_viewers;
+    if (v->next != NULL)
+        v->next->prev = v;
+    srv->flv_viewers = v;
+
+    cors(req);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "video/x-flv");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-cache");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        evhttp_send_reply(req, 200, "OK", NULL);
+        viewer_free(v);
+        return;
+    }
+    /* the stream is endless: only our slow-viewer logic times it out */
+    evhttp_connection_set_timeout(v->conn, 24 * 3600);
+    evhttp_connection_set_closecb(v->conn, closed_cb, v);
+    evhttp_send_reply_start(req, 200, "OK");
+    /* before the first packets the codecs are unknown: announce both */
+    audio = st->info.acodec >= 0 || st->packets_in == 0;
+    video = st->has_video || st->packets_in == 0;
+    flv_header_encode(hdr, audio, video);
+    evbuffer_add(v->tmp, hdr, sizeof(hdr));
+    evhttp_send_reply_chunk(req, v->tmp);
+    core_log_info("flv", "viewer joined", "peer=%s stream=%s", v->peer, v->stream);
+    tc_hub_attach(st, &v->sub, &ops, TC_PROTO_FLV);
+}
+
+void tc_httpflv_free_all(tc_server_t *srv)
+{
+    while (srv->flv_viewers != NULL)
+        kill_viewer(srv->flv_viewers);
+}

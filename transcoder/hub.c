@@ -1,0 +1,519 @@
+/* transcoder/hub: streams, packets, GOP cache and subscribers.
+ *
+ * Every packet is normalised once into a reference-counted FLV tag; every
+ * viewer queues the same bytes by reference. A viewer whose output queue
+ * grows past viewer-queue-bytes loses frames up to the next keyframe; one
+ * that stays over the bound for viewer-queue-ms is disconnected. */
+#include "transcoder/tc_int.h"
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "proto/rtmp.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- packets ------------------------------------------------------------ */
+
+tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len)
+{
+    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS,
+                              sizeof(*p) + FLV_TAG_HEADER_LEN + len + FLV_TAG_TRAILER_LEN);
+
+    if (p == NULL)
+        return NULL;
+    memset(p, 0, sizeof(*p));
+    p->refs = 1;
+    p->type = type;
+    p->ts = ts;
+    p->len = len;
+    flv_tag_header_encode(p->flv, type, ts, len);
+    if (len > 0)
+        memcpy(p->flv + FLV_TAG_HEADER_LEN, payload, len);
+    flv_tag_trailer_encode(p->flv + FLV_TAG_HEADER_LEN + len, len);
+    return p;
+}
+
+tc_pkt_t *tc_pkt_ref(tc_pkt_t *p)
+{
+    p->refs++;
+    return p;
+}
+
+void tc_pkt_unref(tc_pkt_t *p)
+{
+    if (p == NULL || --p->refs > 0)
+        return;
+    core_free(p->rtmp);
+    core_free(p);
+}
+
+int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size)
+{
+    /* audio, video and data on chunk streams of their own, as FMS does */
+    uint32_t csid = p->type == FLV_TAG_AUDIO ? 4 : p->type == FLV_TAG_VIDEO ? 6 : 5;
+    size_t n;
+
+    if (p->rtmp != NULL)
+        return 0;
+    n = rtmp_chunk_encoded_size(csid, p->ts, p->len, chunk_size);
+    p->rtmp = core_malloc(CORE_TAG_FLV, n);
+    if (p->rtmp == NULL)
+        return -ENOMEM;
+    p->rtmp_len = rtmp_chunk_encode(p->rtmp, csid, p->type, 1, p->ts, tc_pkt_payload(p), p->len,
+                                    chunk_size);
+    return 0;
+}
+
+static void ref_done(const void *data, size_t len, void *arg)
+{
+    tc_pkt_t *p = arg;
+
+    tc_latency_record(core_mono_us() - p->arrival_us);
+    tc_pkt_unref(p);
+}
+
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size)
+{
+    const void *data;
+    size_t len;
+
+    if (rtmp) {
+        if (tc_pkt_rtmp(p, chunk_size) != 0)
+            return -ENOMEM;
+        data = p->rtmp;
+        len = p->rtmp_len;
+    } else {
+        data = p->flv;
+        len = tc_pkt_flv_len(p);
+    }
+    tc_pkt_ref(p);
+    if (evbuffer_add_reference(out, data, len, ref_done, p) != 0) {
+        tc_pkt_unref(p);
+        return -ENOMEM;
+    }
+    return (ssize_t)len;
+}
+
+/* ---- latency samples ---------------------------------------------------- */
+
+#define LAT_SAMPLES 8192
+static uint32_t lat[LAT_SAMPLES];
+static uint64_t lat_n;
+static core_metric_t *lat_hist;
+
+void tc_latency_record(uint64_t us)
+{
+    if (lat_hist != NULL)
+        core_metric_observe_us(lat_hist, (int64_t)us);
+    lat[lat_n++ % LAT_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
+{
+    static uint32_t tmp[LAT_SAMPLES];
+    size_t k = lat_n < LAT_SAMPLES ? (size_t)lat_n : LAT_SAMPLES;
+
+    *n = lat_n;
+    *p50 = *p99 = *max = 0;
+    if (k == 0)
+        return;
+    memcpy(tmp, lat, k * sizeof(tmp[0]));
+    qsort(tmp, k, sizeof(tmp[0]), cmp_u32);
+    *p50 = tmp[k / 2];
+    *p99 = tmp[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1];
+    *max = tmp[k - 1];
+}
+
+void tc_latency_reset(void)
+{
+    lat_n = 0;
+}
+
+/* ---- hub ---------------------------------------------------------------- */
+
+int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
+{
+    core_metrics_t *m = core_metrics_global();
+    static const double lb[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1};
+
+    memset(h, 0, sizeof(*h));
+    h->base = base;
+    h->conf = conf;
+    h->m.streams = core_metrics_gauge(m, "oboro_hub_streams", "Streams being published or in their grace period.");
+    h->m.viewers[TC_PROTO_FLV] = core_metrics_gauge(m, "oboro_hub_viewers{proto=\"flv\"}", "Viewers attached to streams.");
+    h->m.viewers[TC_PROTO_RTMP] = core_metrics_gauge(m, "oboro_hub_viewers{proto=\"rtmp\"}", "Viewers attached to streams.");
+    h->m.bytes_in = core_metrics_counter(m, "oboro_hub_bytes_in_total", "Media payload bytes received from publishers.");
+    h->m.bytes_out[TC_PROTO_FLV] = core_metrics_counter(m, "oboro_hub_bytes_out_total{proto=\"flv\"}", "Bytes queued to viewers.");
+    h->m.bytes_out[TC_PROTO_RTMP] = core_metrics_counter(m, "oboro_hub_bytes_out_total{proto=\"rtmp\"}", "Bytes queued to viewers.");
+    h->m.dropped = core_metrics_counter(m, "oboro_hub_dropped_packets_total", "Packets not sent to slow viewers.");
+    h->m.slow_kicked = core_metrics_counter(m, "oboro_hub_slow_viewers_disconnected_total", "Viewers disconnected for staying too slow.");
+    h->m.sessions = core_metrics_gauge(m, "oboro_rtmp_sessions", "Open RTMP connections.");
+    h->m.latency = core_metrics_histogram(m, "oboro_hub_latency_seconds", "From the last byte of a packet in to its bytes leaving a viewer's queue.", lb, sizeof(lb) / sizeof(lb[0]));
+    for (int i = 0; i < TC_PROTO__COUNT; i++)
+        if (h->m.viewers[i] == NULL || h->m.bytes_out[i] == NULL)
+            return -ENOMEM;
+    if (h->m.streams == NULL || h->m.bytes_in == NULL || h->m.dropped == NULL ||
+        h->m.slow_kicked == NULL || h->m.sessions == NULL || h->m.latency == NULL)
+        return -ENOMEM;
+    lat_hist = h->m.latency;
+    return 0;
+}
+
+static void gop_clear(tc_stream_t *s)
+{
+    for (size_t i = 0; i < s->ngop; i++)
+        tc_pkt_unref(s->gop[i]);
+    s->ngop = 0;
+    s->gop_bytes = 0;
+    s->gop_valid = 0;
+}
+
+static void stream_free(tc_stream_t *s)
+{
+    tc_hub_t *h = s->hub;
+    tc_stream_t **pp;
+
+    /* viewers first: each ends its output and frees itself */
+    while (s->subs != NULL) {
+        tc_sub_t *sub = s->subs;
+
+        tc_hub_detach(sub);
+        sub->ops->end(sub, "eos");
+    }
+    for (pp = &h->streams; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    h->nstreams--;
+    core_metric_set(h->m.streams, h->nstreams);
+    if (s->grace_ev != NULL)
+        event_free(s->grace_ev);
+    gop_clear(s);
+    core_free(s->gop);
+    tc_pkt_unref(s->meta);
+    tc_pkt_unref(s->vconfig);
+    tc_pkt_unref(s->aconfig);
+    core_log_info("hub", "stream ended", "stream=%s packets=%llu bytes=%llu dropped=%llu", s->name,
+                  (unsigned long long)s->packets_in, (unsigned long long)s->bytes_in,
+                  (unsigned long long)s->dropped);
+    core_free(s);
+}
+
+void tc_hub_close(tc_hub_t *h)
+{
+    while (h->streams != NULL)
+        stream_free(h->streams);
+    /* packets still queued in sockets may report latency after this */
+    lat_hist = NULL;
+}
+
+tc_stream_t *tc_hub_find(tc_hub_t *h, const char *app, const char *name)
+{
+    char full[sizeof(((tc_stream_t *)0)->name)];
+
+    if ((size_t)snprintf(full, sizeof(full), "%s/%s", app, name) >= sizeof(full))
+        return NULL;
+    for (tc_stream_t *s = h->streams; s != NULL; s = s->next)
+        if (strcmp(s->name, full) == 0)
+            return s;
+    return NULL;
+}
+
+static void grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    tc_stream_t *s = arg;
+
+    core_log_info("hub", "publisher did not come back", "stream=%s viewers=%d", s->name,
+                  s->nsubs[0] + s->nsubs[1]);
+    stream_free(s);
+}
+
+tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, const char *options,
+                            void *publisher, int *err)
+{
+    tc_stream_t *s = tc_hub_find(h, app, name);
+
+    if (s != NULL) {
+        if (s->publisher != NULL) {
+            *err = -EBUSY;
+            return NULL;
+        }
+        /* a republish within the grace period keeps the viewers; the new
+         * timeline continues the old one */
+        evtimer_del(s->grace_ev);
+        s->publisher = publisher;
+        s->rebase = 1;
+        gop_clear(s);
+        snprintf(s->options, sizeof(s->options), "%s", options);
+        return s;
+    }
+    if (h->nstreams >= h->conf->max_streams) {
+        *err = -ENOSPC;
+        return NULL;
+    }
+    s = core_calloc(CORE_TAG_HUB, 1, sizeof(*s));
+    if (s == NULL) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    s->hub = h;
+    snprintf(s->name, sizeof(s->name), "%s/%s", app, name);
+    snprintf(s->options, sizeof(s->options), "%s", options);
+    s->grace_ev = evtimer_new(h->base, grace_over, s);
+    if (s->grace_ev == NULL) {
+        core_free(s);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    s->publisher = publisher;
+    s->started_ms = core_mono_ms();
+    s->win_start_ms = s->started_ms;
+    s->info.acodec = -1;
+    s->rebase = 1;
+    s->next = h->streams;
+    h->streams = s;
+    h->nstreams++;
+    core_metric_set(h->m.streams, h->nstreams);
+    return s;
+}
+
+void tc_hub_unpublish(tc_stream_t *s)
+{
+    struct timeval tv;
+    long long ms = s->hub->conf->publish_grace_ms;
+
+    s->publisher = NULL;
+    if (ms <= 0 || s->subs == NULL) {
+        stream_free(s);
+        return;
+    }
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(s->grace_ev, &tv);
+}
+
+void tc_hub_detach(tc_sub_t *sub)
+{
+    tc_stream_t *s = sub->stream;
+
+    if (s == NULL)
+        return;
+    if (sub->prev != NULL)
+        sub->prev->next = sub->next;
+    else
+        s->subs = sub->next;
+    if (sub->next != NULL)
+        sub->next->prev = sub->prev;
+    s->nsubs[sub->proto]--;
+    core_metric_inc(s->hub->m.viewers[sub->proto], -1);
+    sub->stream = NULL;
+    sub->next = sub->prev = NULL;
+}
+
+/* Hand one packet to one subscriber, applying its queue bound. Returns -1
+ * when the subscriber is gone. */
+static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
+{
+    const tc_conf_t *conf = s->hub->conf;
+    size_t q;
+
+    if (p->config)
+        return sub->ops->packet(sub, p);   /* never dropped: tiny and needed */
+    q = sub->ops->queued(sub);
+    if (q > (size_t)conf->viewer_queue_bytes) {
+        if (sub->over_since_ms == 0)
+            sub->over_since_ms = now_ms;
+        else if (now_ms - sub->over_since_ms > (uint64_t)conf->viewer_queue_ms) {
+            core_metric_inc(s->hub->m.slow_kicked, 1);
+            tc_hub_detach(sub);
+            sub->ops->end(sub, "slow");
+            return -1;
+        }
+        sub->waiting_key = 1;
+    } else {
+        sub->over_since_ms = 0;
+        if (sub->waiting_key && p->key)
+            sub->waiting_key = 0;
+    }
+    if (sub->waiting_key) {
+        sub->dropped++;
+        s->dropped++;
+        core_metric_inc(s->hub->m.dropped, 1);
+        return 0;
+    }
+    return sub->ops->packet(sub, p);
+}
+
+int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto)
+{
+    tc_pkt_t *init[3] = {s->meta, s->vconfig, s->aconfig};
+
+    sub->ops = ops;
+    sub->proto = proto;
+    sub->stream = s;
+    sub->prev = NULL;
+    sub->next = s->subs;
+    if (s->subs != NULL)
+        s->subs->prev = sub;
+    s->subs = sub;
+    s->nsubs[proto]++;
+    core_metric_inc(s->hub->m.viewers[proto], 1);
+    for (int i = 0; i < 3; i++)
+        if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
+            return -1;
+    if (s->hub->conf->gop_cache && s->gop_valid) {
+        for (size_t i = 0; i < s->ngop; i++)
+            if (ops->packet(sub, s->gop[i]) != 0)
+                return -1;
+        sub->waiting_key = 0;
+    } else {
+        sub->waiting_key = 1;   /* start at the next keyframe */
+    }
+    return 0;
+}
+
+static int gop_add(tc_stream_t *s, tc_pkt_t *p)
+{
+    if (p->key && p->type == FLV_TAG_VIDEO) {
+        gop_clear(s);
+        s->gop_valid = 1;
+    } else if (p->key && !s->has_video && s->ngop >= 64) {
+        gop_clear(s);            /* audio-only: keep about a second */
+        s->gop_valid = 1;
+    } else if (p->key && !s->has_video) {
+        s->gop_valid = 1;
+    }
+    if (!s->gop_valid)
+        return 0;
+    if (s->gop_bytes + p->len > (size_t)s->hub->conf->gop_cache_max_bytes) {
+        gop_clear(s);            /* too long a GOP: new viewers wait for a keyframe */
+        return 0;
+    }
+    if (s->ngop == s->gop_cap) {
+        size_t ncap = s->gop_cap ? s->gop_cap * 2 : 64;
+        tc_pkt_t **g = core_realloc(CORE_TAG_HUB_PACKETS, s->gop, ncap * sizeof(*g));
+
+        if (g == NULL)
+            return -ENOMEM;
+        s->gop = g;
+        s->gop_cap = ncap;
+    }
+    s->gop[s->ngop++] = tc_pkt_ref(p);
+    s->gop_bytes += p->len;
+    return 0;
+}
+
+/* Remember width, height and frame rate announced in onMetaData. */
+static void read_metadata(tc_stream_t *s, const uint8_t *payload, uint32_t len)
+{
+    /* look for numeric properties by name; a full decode is not needed */
+    static const char *const keys[] = {"width", "height", "framerate"};
+    double *dst[] = {&s->info.width, &s->info.height, &s->info.fps_meta};
+
+    for (int k = 0; k < 3; k++) {
+        size_t kl = strlen(keys[k]);
+
+        for (uint32_t i = 2; i + kl + 9 <= len; i++) {
+            if (payload[i - 2] == 0 && payload[i - 1] == kl && memcmp(payload + i, keys[k], kl) == 0 &&
+                payload[i + kl] == 0x00) {
+                uint64_t u = 0;
+
+                for (int b = 0; b < 8; b++)
+                    u = (u << 8) | payload[i + kl + 1 + b];
+                memcpy(dst[k], &u, sizeof(double));
+                break;
+            }
+        }
+    }
+}
+
+int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
+                uint64_t arrival_us)
+{
+    tc_hub_t *h = s->hub;
+    int key = 0, config = 0;
+    uint64_t now_ms = core_mono_ms();
+    uint32_t out_ts;
+    tc_pkt_t *p, **slot = NULL;
+
+    if (type == FLV_TAG_VIDEO) {
+        flv_video_info_t v;
+
+        if (flv_video_parse(payload, len, &v) != 0)
+            return -EPROTO;
+        s->has_video = 1;
+        s->info.vcodec = v.codec;
+        config = v.pkt == FLV_VPKT_SEQUENCE_HEADER;
+        key = v.keyframe && v.pkt == FLV_VPKT_FRAME;
+        if (config)
+            slot = &s->vconfig;
+        else if (v.pkt == FLV_VPKT_FRAME)
+            s->win_frames++;
+    } else if (type == FLV_TAG_AUDIO) {
+        flv_audio_info_t a;
+
+        if (flv_audio_parse(payload, len, &a) != 0)
+            return -EPROTO;
+        s->info.acodec = a.codec;
+        config = a.seq_header;
+        key = !s->has_video;
+        if (config)
+            slot = &s->aconfig;
+    } else {
+        config = 1;
+        slot = &s->meta;
+        read_metadata(s, payload, len);
+    }
+    if (s->rebase) {
+        /* first packet of a publisher: continue the output timeline */
+        s->ts_offset = s->packets_in == 0 ? -(int64_t)ts : (int64_t)s->last_ts + 1 - (int64_t)ts;
+        s->rebase = 0;
+    }
+    out_ts = (uint32_t)((int64_t)ts + s->ts_offset);
+    if (!config || type != FLV_TAG_SCRIPT)
+        s->last_ts = out_ts;
+    p = tc_pkt_new(type, type == FLV_TAG_SCRIPT ? 0 : out_ts, payload, len);
+    if (p == NULL)
+        return -ENOMEM;
+    p->key = key;
+    p->config = config;
+    p->arrival_us = arrival_us;
+    s->packets_in++;
+    s->bytes_in += len;
+    s->win_bytes += len;
+    core_metric_inc(h->m.bytes_in, len);
+    if (now_ms - s->win_start_ms >= 2000) {
+        double sec = (double)(now_ms - s->win_start_ms) / 1000.0;
+
+        s->info.kbps = (double)s->win_bytes * 8 / 1000.0 / sec;
+        s->info.fps = (double)s->win_frames / sec;
+        s->win_bytes = s->win_frames = 0;
+        s->win_start_ms = now_ms;
+    }
+    if (slot != NULL) {
+        tc_pkt_unref(*slot);
+        *slot = tc_pkt_ref(p);
+    } else if (gop_add(s, p) != 0) {
+        tc_pkt_unref(p);
+        return -ENOMEM;
+    }
+    for (tc_sub_t *sub = s->subs, *next; sub != NULL; sub = next) {
+        next = sub->next;
+        deliver(s, sub, p, now_ms);
+    }
+    tc_pkt_unref(p);
+    return 0;
+}

@@ -1,0 +1,203 @@
+/* transcoder internals shared by hub.c, rtmp_session.c, httpflv.c, api.c
+ * and server.c. Nothing outside transcoder/ includes this. */
+#ifndef TC_TC_INT_H
+#define TC_TC_INT_H
+
+#include "core/metrics.h"
+#include "proto/flv.h"
+#include "transcoder/tc.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct event;
+struct evbuffer;
+
+/* ---- packets ------------------------------------------------------------ */
+
+/* One immutable media packet, reference counted, shared by every viewer.
+ * flv[] holds the complete FLV tag (header, payload, PreviousTagSize); the
+ * RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. The chunked
+ * RTMP form is built on first use and then shared too. */
+typedef struct tc_pkt {
+    int refs;
+    uint8_t type;              /* FLV_TAG_AUDIO / VIDEO / SCRIPT */
+    unsigned key : 1;          /* video keyframe (or audio in audio-only streams) */
+    unsigned config : 1;       /* sequence header or metadata */
+    uint32_t ts;               /* ms on the stream's output timeline */
+    uint32_t len;              /* payload bytes */
+    uint64_t arrival_us;       /* when its last byte arrived */
+    uint8_t *rtmp;             /* chunked for RTMP play, or NULL */
+    size_t rtmp_len;
+    uint8_t flv[];
+} tc_pkt_t;
+
+/* New packet holding a copy of payload. NULL on -ENOMEM. */
+tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len);
+tc_pkt_t *tc_pkt_ref(tc_pkt_t *p);
+void tc_pkt_unref(tc_pkt_t *p);
+static inline const uint8_t *tc_pkt_payload(const tc_pkt_t *p)
+{
+    return p->flv + FLV_TAG_HEADER_LEN;
+}
+static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
+{
+    return FLV_TAG_HEADER_LEN + p->len + FLV_TAG_TRAILER_LEN;
+}
+
+/* The chunked RTMP bytes (message stream 1, chunk size of the server),
+ * built once. Returns 0 or -ENOMEM. */
+int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
+
+/* Append the packet to out by reference (no copy); the reference is
+ * dropped, and the server-added latency recorded, once those bytes have
+ * left out. rtmp selects the chunked form. Returns bytes added or
+ * -ENOMEM. */
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size);
+
+/* ---- hub ---------------------------------------------------------------- */
+
+typedef enum tc_proto {
+    TC_PROTO_FLV = 0,
+    TC_PROTO_RTMP = 1,
+    TC_PROTO__COUNT
+} tc_proto_t;
+
+typedef struct tc_stream tc_stream_t;
+typedef struct tc_sub tc_sub_t;
+typedef struct tc_hub tc_hub_t;
+
+typedef struct tc_sub_ops {
+    /* Queue one packet (the subscriber takes its own reference). Returns 0,
+     * or -1 when the subscriber has failed and was detached and freed. */
+    int (*packet)(tc_sub_t *sub, tc_pkt_t *p);
+    /* Bytes queued towards the viewer and not yet written. */
+    size_t (*queued)(tc_sub_t *sub);
+    /* The stream ended (reason "eos") or the viewer is too slow ("slow"):
+     * the subscriber is already detached; it ends its output and frees
+     * itself. */
+    void (*end)(tc_sub_t *sub, const char *reason);
+} tc_sub_ops_t;
+
+struct tc_sub {
+    tc_sub_t *next, *prev;
+    tc_stream_t *stream;
+    const tc_sub_ops_t *ops;
+    tc_proto_t proto;
+    int waiting_key;           /* dropping until the next keyframe */
+    uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
+    uint64_t dropped;
+};
+
+typedef struct tc_stream_info {
+    flv_vcodec_t vcodec;
+    int acodec;                /* SoundFormat, -1 none */
+    double width, height, fps_meta;
+    double fps;                /* measured */
+    double kbps;               /* measured */
+} tc_stream_info_t;
+
+struct tc_stream {
+    tc_stream_t *next;
+    tc_hub_t *hub;
+    char name[160];            /* "app/name" */
+    char options[256];         /* stream key query other than exp/sig */
+    void *publisher;           /* the publishing session, NULL in grace */
+    struct event *grace_ev;
+    uint64_t started_ms;
+    tc_pkt_t *meta, *vconfig, *aconfig;
+    tc_pkt_t **gop;            /* packets since the last keyframe */
+    size_t ngop, gop_cap, gop_bytes;
+    int gop_valid;             /* the cache starts at a keyframe */
+    tc_sub_t *subs;
+    int nsubs[TC_PROTO__COUNT];
+    int has_video;
+    uint32_t last_ts;          /* last output timestamp */
+    int64_t ts_offset;         /* input to output timeline */
+    int rebase;                /* next packet starts a new input timeline */
+    uint64_t bytes_in, packets_in, dropped;
+    uint64_t win_start_ms, win_bytes, win_frames;
+    tc_stream_info_t info;
+};
+
+typedef struct tc_hub_metrics {
+    core_metric_t *streams, *viewers[TC_PROTO__COUNT], *bytes_in, *bytes_out[TC_PROTO__COUNT];
+    core_metric_t *dropped, *slow_kicked, *sessions, *latency;
+} tc_hub_metrics_t;
+
+struct tc_hub {
+    struct event_base *base;
+    const tc_conf_t *conf;
+    tc_stream_t *streams;
+    int nstreams;
+    tc_hub_metrics_t m;
+};
+
+int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
+/* Ends every stream (viewers get "eos"). */
+void tc_hub_close(tc_hub_t *h);
+
+/* The stream "app/name", or NULL. */
+tc_stream_t *tc_hub_find(tc_hub_t *h, const char *app, const char *name);
+
+/* Start publishing app/name for publisher (borrowed). Returns the stream,
+ * or NULL with *err = -EBUSY (someone publishes it), -ENOMEM. A stream in
+ * its grace period is taken over and keeps its viewers. */
+tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, const char *options,
+                            void *publisher, int *err);
+
+/* The publisher left: viewers stay for publish-grace-ms, then get "eos". */
+void tc_hub_unpublish(tc_stream_t *s);
+
+/* A message from the publisher (FLV tag type, input timestamp, payload;
+ * borrowed). Metadata (SCRIPT) is the AMF0 "onMetaData" + value form.
+ * Returns 0 or -ENOMEM / -EPROTO for a body too short for its codec. */
+int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
+                uint64_t arrival_us);
+
+/* Attach a subscriber: it receives metadata, sequence headers and the GOP
+ * cache at once (through ops->packet), then live packets. Returns 0 or -1
+ * when the subscriber failed meanwhile (and was freed). */
+int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto);
+void tc_hub_detach(tc_sub_t *sub);
+
+/* Server-added latency samples (µs), most recent last; for the API. */
+void tc_latency_record(uint64_t us);
+void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
+void tc_latency_reset(void);
+
+/* ---- outputs and the server ------------------------------------------- */
+
+typedef struct tc_rtmp_session tc_rtmp_session_t;
+
+struct tc_server {
+    core_loop_t *loop;
+    struct event_base *base;
+    const tc_conf_t *conf;
+    struct evconnlistener *lst;
+    tc_hub_t hub;
+    tc_rtmp_session_t *sessions;       /* every RTMP connection */
+    struct tc_flv_viewer *flv_viewers; /* every HTTP-FLV viewer */
+    core_metric_t *rtmp_bytes_in;
+};
+
+/* RTMP: take over an accepted socket. Returns 0 or -ENOMEM (fd closed). */
+int tc_rtmp_session_new(tc_server_t *srv, int fd, const char *peer);
+void tc_rtmp_session_free_all(tc_server_t *srv);
+
+/* HTTP-FLV: the /live/ route and teardown of every viewer. */
+void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg);
+void tc_httpflv_free_all(tc_server_t *srv);
+
+/* /api/streams and /api/streams/NAME. */
+void tc_api_cb(struct evhttp_request *req, const char *path, void *arg);
+
+/* Publish authentication: key is "NAME?exp=UNIX&sig=HEX..." (borrowed).
+ * Fills name (the part before '?') and options (query parameters other
+ * than exp and sig). With secret "" every key passes. Returns 0, or
+ * -EACCES with *why set to a short reason. */
+int tc_auth_check(const char *secret, const char *key, uint64_t now_s, char *name, size_t namelen,
+                  char *options, size_t optlen, const char **why);
+
+#endif
