@@ -436,13 +436,9 @@ static int cut(tc_cmaf_t *c, int64_t end, int new_seg, int next_key)
     tc_cmaf_buf_t *b;
     int rv;
 
-    /* audio that arrived before the cut belongs to this part; AAC frames
-     * have a constant duration, so the last one's is a good guess */
-    if (c->main_track != TC_CMAF_AUDIO && c->sidx[TC_CMAF_AUDIO] >= 0) {
-        rv = mux_pending(c, TC_CMAF_AUDIO, c->last_audio_delta > 0 ? c->last_audio_delta : 21);
-        if (rv != 0)
-            return rv;
-    }
+    /* a pending audio frame goes into the next part: its duration is
+     * known only when the next one arrives, and a guessed one would make
+     * the next fragment's timeline overlap this one's */
     if (c->part_samples > 0) {
         if (av_write_frame(c->fmt, NULL) < 0) {
             c->failed = 1;

@@ -119,6 +119,7 @@ struct tc_stream {
     uint64_t bytes_in, packets_in, dropped;
     uint64_t win_start_ms, win_bytes, win_frames;
     tc_stream_info_t info;
+    struct tc_llhls_stream *llhls; /* LL-HLS output (app "live" only), or NULL */
 };
 
 typedef struct tc_hub_metrics {
@@ -132,6 +133,7 @@ struct tc_hub {
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -180,6 +182,7 @@ struct tc_server {
     tc_rtmp_session_t *sessions;       /* every RTMP connection */
     struct tc_flv_viewer *flv_viewers; /* every HTTP-FLV viewer */
     core_metric_t *rtmp_bytes_in;
+    struct tc_llhls *llhls;            /* LL-HLS streams and routes */
 };
 
 /* RTMP: take over an accepted socket. Returns 0 or -ENOMEM (fd closed). */
