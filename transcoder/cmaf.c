@@ -729,6 +729,17 @@ void tc_cmaf_info(const tc_cmaf_t *c, tc_cmaf_info_t *out)
         out->avg_bps = bytes * 8000 / ms;
         out->peak_bps = peak;
     }
-    if (c->video_ms > 0)
-        out->frame_rate_milli = (uint32_t)(c->video_frames * 1000000 / (uint64_t)c->video_ms);
+    if (c->video_ms > 0) {
+        /* millisecond timestamps blur the rate: snap to the usual ones */
+        static const uint32_t usual[] = {23976, 24000, 25000, 29970, 30000, 48000,
+                                         50000, 59940, 60000, 120000};
+        uint32_t r = (uint32_t)((c->video_frames * 1000000 + (uint64_t)c->video_ms / 2) /
+                                (uint64_t)c->video_ms);
+
+        for (size_t i = 0; i < sizeof(usual) / sizeof(usual[0]); i++)
+            if ((uint64_t)r * 1000 >= (uint64_t)usual[i] * 999 &&
+                (uint64_t)r * 1000 <= (uint64_t)usual[i] * 1001)
+                r = usual[i];
+        out->frame_rate_milli = r;
+    }
 }
