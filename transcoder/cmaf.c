@@ -9,6 +9,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/opt.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AVIO_BUF 65536
@@ -55,6 +56,8 @@ struct tc_cmaf {
     uint64_t video_frames;   /* since the start, for the frame rate */
     int64_t video_ms;        /* their total duration */
     int oom;                 /* write_cb ran out of memory */
+    int audio_rate;          /* samples per second */
+    int64_t a_next;          /* where the next audio frame starts, track time base */
     uint32_t max_seg_ms;
 
     uint8_t video_cfg[4];    /* avcC profile, compat, level */
@@ -318,6 +321,7 @@ static int add_stream(tc_cmaf_t *c, int track, const tc_cmaf_track_t *t)
         par->sample_rate = t->sample_rate;
         av_channel_layout_default(&par->ch_layout, t->channels);
         par->frame_size = 1024;
+        c->audio_rate = t->sample_rate;
         st->time_base = (AVRational){1, t->sample_rate};
         if (t->extradata_len >= 1)
             c->aac_object = t->extradata[0] >> 3;
@@ -393,6 +397,19 @@ static int mux(tc_cmaf_t *c, int track, const pending_t *p, int64_t duration)
     pkt->pts = av_rescale_q(p->pts, ms, st->time_base);
     /* durations from rescaled end points, so rounding never accumulates */
     pkt->duration = av_rescale_q(p->dts + duration, ms, st->time_base) - pkt->dts;
+    if (track == TC_CMAF_AUDIO) {
+        /* an AAC frame is 1024 samples: millisecond timestamps would make
+         * frames of 1014 and 1058 and leave holes a browser must jump
+         * over; follow the sample clock while it stays within a frame of
+         * the source's */
+        int64_t frame = av_rescale_q(1024, (AVRational){1, c->audio_rate}, st->time_base);
+
+        if (c->a_next != INT64_MIN && llabs(pkt->dts - c->a_next) <= frame)
+            pkt->dts = c->a_next;
+        pkt->pts = pkt->dts;
+        pkt->duration = frame;
+        c->a_next = pkt->dts + frame;
+    }
     if (p->key)
         pkt->flags |= AV_PKT_FLAG_KEY;
     rv = av_write_frame(c->fmt, pkt);
@@ -594,6 +611,7 @@ int tc_cmaf_new(tc_cmaf_t **out, const tc_cmaf_conf_t *conf, const tc_cmaf_track
     c->arg = arg;
     c->next_msn = first_msn;
     c->sidx[0] = c->sidx[1] = -1;
+    c->a_next = INT64_MIN;
     c->main_track = video != NULL ? TC_CMAF_VIDEO : TC_CMAF_AUDIO;
     rv = avformat_alloc_output_context2(&c->fmt, ofmt, NULL, NULL);
     if (rv < 0 || c->fmt == NULL) {

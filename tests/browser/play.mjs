@@ -39,8 +39,8 @@ try {
   await page.addScriptTag({ path: join(here, 'node_modules/hls.js/dist/hls.min.js') });
   const report = await page.evaluate(async ({ url, seconds }) => {
     const r = {
-      supported: Hls.isSupported(), hlsjs: Hls.version, played: 0, stalls: 0, waiting: 0,
-      errors: [], latency: [], pdt_latency: [], started_after_ms: null, level: null,
+      supported: Hls.isSupported(), hlsjs: Hls.version, played: 0, stalls: 0, waiting: 0, startup_waiting: 0,
+      errors: [], latency: [], pdt_latency: [], buffered: [], waiting_at: [], started_after_ms: null, level: null,
     };
     if (!r.supported) return r;
     const video = document.getElementById('v');
@@ -58,7 +58,14 @@ try {
     video.addEventListener('playing', () => {
       if (!playing) { playing = true; start = video.currentTime; r.started_after_ms = performance.now() - t0; }
     });
-    video.addEventListener('waiting', () => { if (playing) r.waiting++; });
+    // a 'waiting' in the first second of media is the start settling; any
+    // later one is a stall the viewer sees
+    video.addEventListener('waiting', () => {
+      if (!playing) return;
+      const at = video.currentTime - start;
+      r.waiting_at.push(+at.toFixed(3));
+      if (at > 1.0) r.waiting++; else r.startup_waiting++;
+    });
     hls.loadSource(url);
     hls.attachMedia(video);
     video.play().catch(() => {});
@@ -70,6 +77,8 @@ try {
       await new Promise((res) => setTimeout(res, 500));
       if (Number.isFinite(hls.latency)) r.latency.push(hls.latency);
       if (hls.playingDate) r.pdt_latency.push((Date.now() - hls.playingDate.getTime()) / 1000);
+      const b = video.buffered;
+      r.buffered.push(b.length ? +(b.end(b.length - 1) - video.currentTime).toFixed(3) : 0);
     }
     r.played = video.currentTime - start;
     hls.destroy();

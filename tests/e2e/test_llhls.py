@@ -18,11 +18,11 @@ from harness import Oborod
 HINT_RE = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="p(\d+)\.(\d+)\.m4s"')
 
 
-def publish(d, name, seconds=None):
+def publish(d, name, seconds=None, size="640x360"):
     """ffmpeg publishing a 30 fps H.264 + AAC test signal, one key frame
     per second, in its own process group."""
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-           "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+           "-f", "lavfi", "-i", "testsrc2=size=%s:rate=30" % size,
            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
     if seconds:
         cmd += ["-t", str(seconds)]
