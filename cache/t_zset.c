@@ -97,9 +97,19 @@ int zsl_cmp(double s1, const char *m1, size_t l1, double s2, const char *m2, siz
     return memcmp_len(m1, l1, m2, l2);
 }
 
-static int node_lt(zsl_node_t *n, double score, const char *m, size_t ml)
+/* Scores first: the member (another cache line) is read only on a tie. */
+static inline int node_lt(const zsl_node_t *n, double score, const char *m, size_t ml)
 {
-    return zsl_cmp(n->score, n->m->key, n->m->h.klen, score, m, ml) < 0;
+    if (n->score != score)
+        return n->score < score;
+    return memcmp_len(n->m->key, n->m->h.klen, m, ml) < 0;
+}
+
+static inline int node_le(const zsl_node_t *n, double score, const char *m, size_t ml)
+{
+    if (n->score != score)
+        return n->score < score;
+    return memcmp_len(n->m->key, n->m->h.klen, m, ml) <= 0;
 }
 
 static zsl_node_t *zsl_insert(zset_t *z, double score, zmember_t *m)
@@ -253,9 +263,7 @@ size_t zset_rank(zset_t *z, double score, const char *m, size_t ml)
     size_t rank = 0;
 
     for (int i = z->level - 1; i >= 0; i--) {
-        while (x->level[i].fwd &&
-               zsl_cmp(x->level[i].fwd->score, x->level[i].fwd->m->key, x->level[i].fwd->m->h.klen,
-                       score, m, ml) <= 0) {
+        while (x->level[i].fwd && node_le(x->level[i].fwd, score, m, ml)) {
             rank += x->level[i].span;
             x = x->level[i].fwd;
         }
@@ -715,8 +723,8 @@ static void zrange_generic(cache_ctx_t *x, int rangetype, int dir)
     int withscores = 0, minidx = 2, maxidx = 3, wrong = 0;
     long long offset = 0, limit = -1, start = 0, end = 0;
     int has_limit = 0;
-    zrange_spec_t rs;
-    zlex_spec_t ls;
+    zrange_spec_t rs = {0, 0, 0, 0};
+    zlex_spec_t ls = {NULL, NULL, 0, 0, 0, 0, 0, 0};
     zset_t *z;
 
     for (int j = 4; j < x->argc; j++) {

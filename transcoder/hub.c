@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,9 @@ int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
     return 0;
 }
 
+static void flush_now(tc_stream_t *s);
+static void flush_timer(evutil_socket_t fd, short what, void *arg);
+
 static void gop_clear(tc_stream_t *s)
 {
     for (size_t i = 0; i < s->ngop; i++)
@@ -203,6 +207,8 @@ static void stream_free(tc_stream_t *s)
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
     tc_llhls_stream_close(&s->llhls);
+    if (s->flush_ev != NULL)
+        event_free(s->flush_ev);
     gop_clear(s);
     core_free(s->gop);
     tc_pkt_unref(s->meta);
@@ -275,7 +281,12 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     snprintf(s->name, sizeof(s->name), "%s/%s", app, name);
     snprintf(s->options, sizeof(s->options), "%s", options);
     s->grace_ev = evtimer_new(h->base, grace_over, s);
-    if (s->grace_ev == NULL) {
+    s->flush_ev = evtimer_new(h->base, flush_timer, s);
+    if (s->grace_ev == NULL || s->flush_ev == NULL) {
+        if (s->grace_ev != NULL)
+            event_free(s->grace_ev);
+        if (s->flush_ev != NULL)
+            event_free(s->flush_ev);
         core_free(s);
         *err = -ENOMEM;
         return NULL;
@@ -301,6 +312,7 @@ void tc_hub_unpublish(tc_stream_t *s)
     struct timeval tv;
     long long ms = s->hub->conf->publish_grace_ms;
 
+    flush_now(s);
     s->publisher = NULL;
     if (ms <= 0 || s->subs == NULL) {
         stream_free(s);
@@ -360,7 +372,53 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
         core_metric_inc(s->hub->m.dropped, 1);
         return 0;
     }
-    return sub->ops->packet(sub, p);
+    if (sub->ops->packet(sub, p) != 0)
+        return -1;
+    sub->dirty = 1;
+    return 0;
+}
+
+static void flush_now(tc_stream_t *s)
+{
+    for (tc_sub_t *sub = s->subs; sub != NULL; sub = sub->next)
+        if (sub->dirty) {
+            sub->dirty = 0;
+            sub->ops->flush(sub);
+        }
+}
+
+static void flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    flush_now(arg);
+}
+
+void tc_hub_flush(tc_stream_t *s)
+{
+    long long ms = s->hub->conf->viewer_flush_ms;
+    struct timeval tv;
+
+    if (ms <= 0) {
+        flush_now(s);
+        return;
+    }
+    if (evtimer_pending(s->flush_ev, NULL))
+        return;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(s->flush_ev, &tv);
+}
+
+void tc_flush_direct(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    if (evbuffer_get_length(out) > 0)
+        evbuffer_write(out, bufferevent_getfd(bev));
+    /* an error is left for the write event to report */
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    else
+        bufferevent_enable(bev, EV_WRITE);
 }
 
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto)
@@ -388,6 +446,8 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     } else {
         sub->waiting_key = 1;   /* start at the next keyframe */
     }
+    sub->dirty = 0;
+    ops->flush(sub);
     return 0;
 }
 

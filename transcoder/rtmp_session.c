@@ -90,9 +90,14 @@ static void session_free(tc_rtmp_session_t *s)
 
 /* ---- output ------------------------------------------------------------- */
 
+/* Replies and control messages: libevent writes them when it can. Media
+ * for a viewer is flushed by the hub instead (sub_flush). */
 static int out(tc_rtmp_session_t *s, const void *p, size_t n)
 {
-    return bufferevent_write(s->bev, p, n) == 0 ? 0 : -ENOMEM;
+    if (bufferevent_write(s->bev, p, n) != 0)
+        return -ENOMEM;
+    bufferevent_enable(s->bev, EV_WRITE);
+    return 0;
 }
 
 /* Send an AMF0 command/data message built in b. */
@@ -158,6 +163,7 @@ static int close_after_flush(tc_rtmp_session_t *s)
 {
     s->closing = 1;
     bufferevent_disable(s->bev, EV_READ);
+    bufferevent_enable(s->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
         session_free(s);
         return -1;
@@ -211,7 +217,12 @@ static void sub_end(tc_sub_t *sub, const char *reason)
     close_after_flush(s);
 }
 
-static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end};
+static void sub_flush(tc_sub_t *sub)
+{
+    tc_flush_direct(SESSION_OF(sub)->bev);
+}
+
+static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end, sub_flush};
 
 /* ---- commands ----------------------------------------------------------- */
 
@@ -580,6 +591,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
     }
     s->held = evbuffer_get_length(in);
+    if (s->pub != NULL)
+        tc_hub_flush(s->pub);   /* one write per viewer for this whole read */
     ack_if_due(s);
 }
 

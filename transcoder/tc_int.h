@@ -13,6 +13,7 @@
 struct event_base;
 struct event;
 struct evbuffer;
+struct bufferevent;
 
 /* ---- packets ------------------------------------------------------------ */
 
@@ -78,6 +79,9 @@ typedef struct tc_sub_ops {
      * the subscriber is already detached; it ends its output and frees
      * itself. */
     void (*end)(tc_sub_t *sub, const char *reason);
+    /* Write what was queued since the last flush to the socket now (one
+     * writev, no event registration when it all fits). Never frees. */
+    void (*flush)(tc_sub_t *sub);
 } tc_sub_ops_t;
 
 struct tc_sub {
@@ -86,6 +90,7 @@ struct tc_sub {
     const tc_sub_ops_t *ops;
     tc_proto_t proto;
     int waiting_key;           /* dropping until the next keyframe */
+    int dirty;                 /* queued bytes since the last flush */
     uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
     uint64_t dropped;
 };
@@ -105,6 +110,7 @@ struct tc_stream {
     char options[256];         /* stream key query other than exp/sig */
     void *publisher;           /* the publishing session, NULL in grace */
     struct event *grace_ev;
+    struct event *flush_ev;    /* viewer-flush-ms: merged writes pending */
     uint64_t started_ms;
     tc_pkt_t *meta, *vconfig, *aconfig;
     tc_pkt_t **gop;            /* packets since the last keyframe */
@@ -158,9 +164,22 @@ void tc_hub_unpublish(tc_stream_t *s);
 int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
                 uint64_t arrival_us);
 
+/* Write out what tc_hub_push queued to viewers. A producer calls it once
+ * after each batch of pushes (one read from the publisher's socket), so a
+ * viewer gets one write per batch instead of one per packet. With
+ * viewer-flush-ms > 0 the write happens at most that much later, merging
+ * the batches in between (SRS calls this merged write). */
+void tc_hub_flush(tc_stream_t *s);
+
+/* Write a viewer's queued output directly to fd: one writev now, and the
+ * bufferevent's write event only while something is left (the changes
+ * cancel out in libevent's change list when everything was written). */
+void tc_flush_direct(struct bufferevent *bev);
+
 /* Attach a subscriber: it receives metadata, sequence headers and the GOP
- * cache at once (through ops->packet), then live packets. Returns 0 or -1
- * when the subscriber failed meanwhile (and was freed). */
+ * cache at once (through ops->packet) and they are flushed, then live
+ * packets. Returns 0 or -1 when the subscriber failed meanwhile (and was
+ * freed). */
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto);
 void tc_hub_detach(tc_sub_t *sub);
 
