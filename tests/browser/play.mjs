@@ -40,7 +40,7 @@ try {
   const report = await page.evaluate(async ({ url, seconds }) => {
     const r = {
       supported: Hls.isSupported(), hlsjs: Hls.version, played: 0, stalls: 0, waiting: 0, startup_waiting: 0,
-      errors: [], latency: [], pdt_latency: [], buffered: [], waiting_at: [], started_after_ms: null, level: null,
+      errors: [], latency: [], pdt_latency: [], buffered: [], waiting_at: [], seeks: [], stall_detail: [], started_after_ms: null, level: null,
     };
     if (!r.supported) return r;
     const video = document.getElementById('v');
@@ -60,11 +60,22 @@ try {
     });
     // a 'waiting' in the first second of media is the start settling; any
     // later one is a stall the viewer sees
+    // hls.js seeks to its live sync point once it knows the live edge; a
+    // 'waiting' while seeking is that jump, not a stall
+    video.addEventListener('seeking', () => {
+      if (playing) r.seeks.push(+(video.currentTime - start).toFixed(3));
+    });
     video.addEventListener('waiting', () => {
       if (!playing) return;
       const at = video.currentTime - start;
       r.waiting_at.push(+at.toFixed(3));
-      if (at > 1.0) r.waiting++; else r.startup_waiting++;
+      if (video.seeking || at <= 1.0) { r.startup_waiting++; return; }
+      r.waiting++;
+      const b = video.buffered, ranges = [];
+      for (let i = 0; i < b.length; i++) ranges.push([+b.start(i).toFixed(3), +b.end(i).toFixed(3)]);
+      if (r.stall_detail.length < 5)
+        r.stall_detail.push({ t: +video.currentTime.toFixed(3), ranges,
+          pdt_latency: hls.playingDate ? (Date.now() - hls.playingDate.getTime()) / 1000 : null });
     });
     hls.loadSource(url);
     hls.attachMedia(video);

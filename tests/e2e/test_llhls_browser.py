@@ -53,9 +53,10 @@ class BrowserTest(unittest.TestCase):
             lat = rep["latency"]
             self.assertTrue(lat)
             print("hls.js %s: live latency median %.3f s, max %.3f s (PDT-based median %.3f s); "
-                  "started after %.0f ms" % (rep["hlsjs"], statistics.median(lat), max(lat),
-                                             statistics.median(rep["pdt_latency"]),
-                                             rep["started_after_ms"]))
+                  "started after %.0f ms; seeks at %s, start-up waits %d"
+                  % (rep["hlsjs"], statistics.median(lat), max(lat),
+                     statistics.median(rep["pdt_latency"]), rep["started_after_ms"],
+                     rep["seeks"], rep["startup_waiting"]))
 
 
 if __name__ == "__main__":
