@@ -699,15 +699,28 @@ typedef enum res {
     R_PART,
 } res_t;
 
+/* 1..max decimal digits at *p (advanced past them). 0 or -EINVAL. */
+static int digits(const char **p, int max, unsigned long long *out)
+{
+    unsigned long long v = 0;
+    int n = 0;
+
+    while (**p >= '0' && **p <= '9') {
+        if (++n > max)
+            return -EINVAL;
+        v = v * 10 + (unsigned long long)(**p - '0');
+        (*p)++;
+    }
+    *out = v;
+    return n > 0 ? 0 : -EINVAL;
+}
+
 /* Split "/live/NAME/REST"; returns the resource or R_NONE. */
 static res_t parse_path(const char *path, const char **name, size_t *nlen, uint64_t *msn,
                         uint32_t *part)
 {
     const char *p, *slash, *rest;
-    char tail[16];
-    unsigned long long a;
-    unsigned b;
-    int n = 0;
+    unsigned long long a, b;
 
     if (strncmp(path, "/live/", 6) != 0)
         return R_NONE;
@@ -724,22 +737,23 @@ static res_t parse_path(const char *path, const char **name, size_t *nlen, uint6
         return R_MASTER;
     if (strcmp(rest, "init.mp4") == 0)
         return R_INIT;
-    if (strlen(rest) > 40 || (rest[0] != 's' && rest[0] != 'p') || rest[1] < '0' || rest[1] > '9')
+    /* sMSN.m4s and pMSN.PART.m4s: plain decimal digits only */
+    if (rest[0] != 's' && rest[0] != 'p')
         return R_NONE;
-    if (rest[0] == 's' && sscanf(rest, "s%llu%15s%n", &a, tail, &n) == 2 &&
-        rest[n] == '\0' && strcmp(tail, ".m4s") == 0 && a < (1ull << 53)) {
+    p = rest + 1;
+    if (digits(&p, 15, &a) != 0)
+        return R_NONE;
+    if (rest[0] == 's' && strcmp(p, ".m4s") == 0) {
         *msn = a;
         return R_SEGMENT;
     }
-    if (rest[0] == 'p' && sscanf(rest, "p%llu.%u%15s%n", &a, &b, tail, &n) == 3 &&
-        rest[n] == '\0' && strcmp(tail, ".m4s") == 0 && a < (1ull << 53) && b < 100000) {
-        /* no sign or spaces inside the numbers */
-        for (const char *c = rest + 1; *c != '.'; c++)
-            if (*c < '0' || *c > '9')
-                return R_NONE;
-        *msn = a;
-        *part = b;
-        return R_PART;
+    if (rest[0] == 'p' && *p == '.') {
+        p++;
+        if (digits(&p, 5, &b) == 0 && strcmp(p, ".m4s") == 0) {
+            *msn = a;
+            *part = (uint32_t)b;
+            return R_PART;
+        }
     }
     return R_NONE;
 }

@@ -425,6 +425,15 @@ START_TEST(playlist_blocking_and_parts)
     get("/live/cam/p1.-1.m4s", &b);
     ck_assert_int_eq(b.status, 404);
     reply_free(&b);
+    get("/live/cam/p1.+1.m4s", &b);
+    ck_assert_int_eq(b.status, 404);
+    reply_free(&b);
+    get("/live/cam/p+1.1.m4s", &b);
+    ck_assert_int_eq(b.status, 404);
+    reply_free(&b);
+    get("/live/cam/p1.1234567.m4s", &b);
+    ck_assert_int_eq(b.status, 404);
+    reply_free(&b);
     get("/live/cam/s1.m4s.x", &b);
     ck_assert_int_eq(b.status, 404);
     reply_free(&b);
