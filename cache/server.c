@@ -1731,6 +1731,10 @@ CMD(cmd_info)
             evbuffer_add_printf(b, "db0:keys=%zu,expires=%zu,avg_ttl=0\r\n", cache_ks_size(s->ks),
                                 cache_ks_volatile(s->ks));
     }
+    if (s->log->info != NULL && want_section(x, "raft", 1)) {
+        SECTION("Raft");
+        s->log->info(s->log_impl, b);
+    }
 #undef SECTION
     add_bulk(x, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
     evbuffer_free(b);

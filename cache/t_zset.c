@@ -196,29 +196,47 @@ zmember_t *zset_find(zset_t *z, const char *m, size_t ml)
     return (zmember_t *)ht_find(&z->dict, m, ml);
 }
 
+int zset_update(zset_t *z, zmember_t *zm, double score)
+{
+    zsl_node_t *update[ZSL_MAXLEVEL], *x = z->head;
+
+    if (zm->score == score)
+        return 0;
+    for (int i = z->level - 1; i >= 0; i--) {
+        while (x->level[i].fwd && node_lt(x->level[i].fwd, zm->score, zm->key, zm->h.klen))
+            x = x->level[i].fwd;
+        update[i] = x;
+    }
+    x = x->level[0].fwd;
+    if (x == NULL || x->m != zm)
+        return -EINVAL; /* cannot happen: dict and list agree */
+    /* still between its neighbours: change the score in place */
+    if ((x->back == NULL || x->back->score < score) &&
+        (x->level[0].fwd == NULL || x->level[0].fwd->score > score)) {
+        x->score = score;
+        zm->score = score;
+        return 0;
+    }
+    zsl_unlink(z, x, update);
+    core_free(x);
+    zm->score = score;
+    if (zsl_insert(z, score, zm) == NULL) {
+        /* keep dict and list consistent: drop the member */
+        ht_node_t **slot = ht_findp(&z->dict, zm->key, zm->h.klen, zm->h.hash);
+
+        ht_unlink(&z->dict, slot);
+        core_free(zm);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int zset_set(zset_t *z, const char *m, size_t ml, double score)
 {
     zmember_t *zm = zset_find(z, m, ml);
-    zsl_node_t *n;
 
-    if (zm != NULL) {
-        if (zm->score == score)
-            return 0;
-        n = zsl_remove(z, zm->score, m, ml);
-        if (n != NULL) {
-            core_free(n);
-        }
-        zm->score = score;
-        if (zsl_insert(z, score, zm) == NULL) {
-            /* keep dict and list consistent: drop the member */
-            ht_node_t **slot = ht_findp(&z->dict, m, ml, zm->h.hash);
-
-            ht_unlink(&z->dict, slot);
-            core_free(zm);
-            return -ENOMEM;
-        }
-        return 0;
-    }
+    if (zm != NULL)
+        return zset_update(z, zm, score);
     zm = core_malloc(CORE_TAG_CACHE_VALUES, sizeof(*zm) + ml);
     if (zm == NULL)
         return -ENOMEM;
@@ -581,7 +599,7 @@ static void zadd_generic(cache_ctx_t *x, unsigned fl, int scoreidx)
             newscore = score;
             processed++;
             if (score != cur) {
-                if (zset_set(z, m->p, m->len, score) < 0) {
+                if (zset_update(z, zm, score) < 0) {
                     oom(x);
                     drop_if_empty(x, e, z);
                     goto out;

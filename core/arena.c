@@ -1616,6 +1616,11 @@ void core_mem_set_purge_delay(uint64_t delay_ms)
     atomic_store(&purge_delay_ms, delay_ms);
 }
 
+void core_mem_thread_flush(void)
+{
+    arena_thread_flush();
+}
+
 static void read_rss(core_mem_stats_t *out)
 {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
@@ -1646,6 +1651,7 @@ void core_mem_stats(core_mem_stats_t *out, int with_rss)
         out->live_bytes += out->tags[i].live_bytes;
     out->compact_moved = atomic_load(&compact_moved_total);
     out->compact_walkers = n_walkers;
+    out->purge_delay_ms = (int64_t)atomic_load(&purge_delay_ms);
     if (with_rss)
         read_rss(out);
 }

@@ -19,9 +19,10 @@
  * Threads: every function here may be called from any thread, except that
  * a scope is owned by one thread at a time and core_mem_relocate is called
  * by the owner of the block. The model:
- *   - each thread has a small cache of free objects per size class (at
- *     most ~16 KiB per class), filled from and flushed to a central list
- *     per class under that class's mutex, in batches;
+ *   - each thread has a small cache of free objects per size class
+ *     (batches of at most 128 objects or 32 KiB, at most two batches held),
+ *     filled from and flushed to a central list per class under that
+ *     class's mutex;
  *   - spans come from one page heap under one mutex (lock order: class,
  *     then heap); large and huge blocks go straight to the heap / kernel;
  *   - a block may be freed by any thread: it enters the freeing thread's
@@ -32,7 +33,8 @@
  *     on read; a thread's counters and cached objects are folded into the
  *     global ones when it exits.
  *   - core_mem_purge also returns the calling thread's cached objects, so
- *     the loop thread's cache never pins a span. */
+ *     the loop thread's cache never pins a span; a worker thread that goes
+ *     idle may call core_mem_thread_flush for its own. */
 #ifndef CORE_ARENA_H
 #define CORE_ARENA_H
 
@@ -151,6 +153,7 @@ typedef struct core_mem_stats {
     int64_t spans_purged;      /* free spans returned to the kernel (clean) */
     int64_t compact_moved;     /* objects moved by compaction so far */
     int64_t compact_walkers;   /* walkers registered (core_mem_compact_register) */
+    int64_t purge_delay_ms;    /* as set by core_mem_set_purge_delay */
     int64_t rss;               /* Rss (smaps_rollup) */
     int64_t rss_anon_huge;     /* AnonHugePages (smaps_rollup) */
 } core_mem_stats_t;
@@ -173,6 +176,10 @@ size_t core_mem_purge(uint64_t delay_ms);
 
 /* Set the delay after which free spans are returned (mem-purge-delay-ms). */
 void core_mem_set_purge_delay(uint64_t delay_ms);
+
+/* Return the calling thread's cached free objects to the shared lists (so
+ * that their slabs can be returned). For worker threads about to idle. */
+void core_mem_thread_flush(void);
 
 /* Fault injection for tests: the nth allocation from now (1 = next) and
  * every one after it fails until core_mem_fail_reset(). */

@@ -28,6 +28,7 @@ typedef struct timer {
     struct event *ev;
     core_loop_cb cb;
     void *arg;
+    struct core_loop *loop;
 } timer_t_;
 
 struct core_loop {
@@ -160,6 +161,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     timer_t_ *t = arg;
 
+    /* the shutdown hooks have freed the subsystems whose timers these are */
+    if (t->loop->stopping)
+        return;
     t->cb(t->arg);
 }
 
@@ -177,6 +181,7 @@ int core_loop_every(core_loop_t *l, uint64_t period_ms, core_loop_cb cb, void *a
     }
     t->cb = cb;
     t->arg = arg;
+    t->loop = l;
     t->next = l->timers;
     l->timers = t;
     event_add(t->ev, &tv);

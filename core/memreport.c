@@ -28,12 +28,14 @@ void core_memreport_json(struct evbuffer *out)
                         "\"rss\":%lld,\"rss_anon_huge\":%lld,\"rss_private_per_live\":%.3f,"
                         "\"heap_active\":%lld,\"heap_slab_bytes\":%lld,\"heap_slab_used\":%lld,"
                         "\"spans\":{\"active\":%lld,\"retained\":%lld,\"purged\":%lld},"
-                        "\"compact_moved_total\":%lld,\"compact_walkers\":%lld,\"tags\":{",
+                        "\"compact_moved_total\":%lld,\"compact_walkers\":%lld,\"purge_delay_ms\":%lld,"
+                        "\"tags\":{",
                         (long long)st.rss, (long long)st.rss_anon_huge, rss_ratio(&st),
                         (long long)st.heap_active, (long long)st.heap_slab_bytes,
                         (long long)st.heap_slab_used, (long long)st.spans_active,
                         (long long)st.spans_retained, (long long)st.spans_purged,
-                        (long long)st.compact_moved, (long long)st.compact_walkers);
+                        (long long)st.compact_moved, (long long)st.compact_walkers,
+                        (long long)st.purge_delay_ms);
     for (int i = 0; i < CORE_TAG__COUNT; i++)
         evbuffer_add_printf(out, "%s\"%s\":{\"bytes\":%lld,\"objects\":%lld}", i ? "," : "",
                             core_tag_name(i), (long long)st.tags[i].live_bytes,

@@ -55,9 +55,15 @@ static void closed_cb(struct evhttp_connection *conn, void *arg)
 
     struct evhttp_request *req = v->req;
 
+    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
+
     core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
                   v->stream, (unsigned long long)v->bytes, (unsigned long long)v->sub.dropped);
     viewer_free(v);
+    /* what is still queued will never be sent */
+    tc_latency_mute(1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    tc_latency_mute(0);
     /* evhttp detaches an unfinished response from a connection that
      * failed and leaves it to us: ending it frees it */
     if (evhttp_request_get_connection(req) == NULL)
@@ -76,9 +82,13 @@ static size_t queued(tc_sub_t *sub)
 static void kill_viewer(tc_flv_viewer_t *v)
 {
     struct evhttp_connection *conn = v->conn;
+    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
 
     evhttp_connection_set_closecb(conn, NULL, NULL);
     viewer_free(v);
+    tc_latency_mute(1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    tc_latency_mute(0);
     evhttp_connection_free(conn);
 }
 
@@ -89,20 +99,12 @@ static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
     struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(v->conn));
-    char size[16];
-    ssize_t n;
-    int hl = 0;
+    ssize_t n = tc_pkt_add_to(p, out, v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0);
 
-    if (v->chunked) {
-        hl = snprintf(size, sizeof(size), "%zx\r\n", tc_pkt_flv_len(p));
-        if (evbuffer_add(out, size, (size_t)hl) != 0)
-            goto fail;
-    }
-    n = tc_pkt_add_to(p, out, 0, 0);
-    if (n < 0 || (v->chunked && evbuffer_add(out, "\r\n", 2) != 0))
+    if (n < 0)
         goto fail;
     v->bytes += (uint64_t)n;
-    core_metric_inc(v->srv->hub.m.bytes_out[TC_PROTO_FLV], n);
+    v->srv->hub.out_pending[TC_PROTO_FLV] += n;
     return 0;
 
 fail:

@@ -81,8 +81,15 @@ static void session_free(tc_rtmp_session_t *s)
     core_metric_inc(srv->hub.m.sessions, -1);
     if (s->timer != NULL)
         event_free(s->timer);
-    if (s->bev != NULL)
+    if (s->bev != NULL) {
+        struct evbuffer *o = bufferevent_get_output(s->bev);
+
+        /* what is still queued will never be sent */
+        tc_latency_mute(1);
+        evbuffer_drain(o, evbuffer_get_length(o));
+        tc_latency_mute(0);
         bufferevent_free(s->bev);
+    }
     rtmp_reader_close(&s->reader);
     core_scope_free(&s->scratch);
     core_free(s);
@@ -184,13 +191,13 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), 1, s->chunk_size);
+    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), TC_FORM_RTMP, s->chunk_size);
 
     if (n < 0) {
         tc_hub_detach(sub);
         return session_fail(s, "out of memory", (int)n);
     }
-    core_metric_inc(s->srv->hub.m.bytes_out[TC_PROTO_RTMP], n);
+    s->srv->hub.out_pending[TC_PROTO_RTMP] += n;
     return 0;
 }
 

@@ -18,9 +18,11 @@ struct bufferevent;
 /* ---- packets ------------------------------------------------------------ */
 
 /* One immutable media packet, reference counted, shared by every viewer.
- * flv[] holds the complete FLV tag (header, payload, PreviousTagSize); the
- * RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. The chunked
- * RTMP form is built on first use and then shared too. */
+ * flv points at the complete FLV tag (header, payload, PreviousTagSize);
+ * the RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. Around
+ * the tag sit an HTTP/1.1 chunk header and CRLF, so chunked viewers share
+ * one buffer too. The chunked RTMP form is built on first use and then
+ * shared. */
 typedef struct tc_pkt {
     int refs;
     uint8_t type;              /* FLV_TAG_AUDIO / VIDEO / SCRIPT */
@@ -31,8 +33,16 @@ typedef struct tc_pkt {
     uint64_t arrival_us;       /* when its last byte arrived */
     uint8_t *rtmp;             /* chunked for RTMP play, or NULL */
     size_t rtmp_len;
-    uint8_t flv[];
+    uint8_t *flv;              /* the FLV tag, inside buf */
+    uint8_t chunk_hdr;         /* length of the "%x\r\n" before flv */
+    uint8_t buf[];
 } tc_pkt_t;
+
+typedef enum tc_form {
+    TC_FORM_FLV,               /* the FLV tag */
+    TC_FORM_FLV_CHUNKED,       /* the FLV tag as one HTTP/1.1 chunk */
+    TC_FORM_RTMP,              /* RTMP chunks */
+} tc_form_t;
 
 /* New packet holding a copy of payload. NULL on -ENOMEM. */
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len);
@@ -51,11 +61,11 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Append the packet to out by reference (no copy); the reference is
- * dropped, and the server-added latency recorded, once those bytes have
- * left out. rtmp selects the chunked form. Returns bytes added or
- * -ENOMEM. */
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size);
+/* Append the packet in the given form to out by reference (no copy); the
+ * reference is dropped, and the server-added latency recorded, once those
+ * bytes have left out. chunk_size is for TC_FORM_RTMP. Returns bytes added
+ * or -ENOMEM. */
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -139,6 +149,7 @@ struct tc_hub {
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
     struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
 };
 
@@ -187,6 +198,9 @@ void tc_hub_detach(tc_sub_t *sub);
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
 void tc_latency_reset(void);
+/* While muted, packet bytes released without being written (a viewer's
+ * queue freed on disconnect) are not counted as latency samples. */
+void tc_latency_mute(int on);
 
 /* ---- outputs and the server ------------------------------------------- */
 

@@ -15,7 +15,8 @@ libnginx-mod-rtmp, `hls on; hls_fragment 1s`) in the same run, and:
    level: oborod's CPU, whether the viewers kept up, and viewers per core
    (N / cores used).
 
-    scripts/bench/llhls_latency.py [--play 20] [--levels 100,300] [--measure 8]
+    scripts/bench/llhls_latency.py [--play 20] [--levels 100,300,1000] [--measure 6]
+                                   [--part-ms 200]
 
 Needs a built oborod (build/cmd/oborod), ffmpeg, nginx, libnginx-mod-rtmp,
 chromium, node and tests/browser/node_modules (scripts/test installs
@@ -139,35 +140,42 @@ http {
     return conf
 
 
-def edge_lag_oborod(url):
-    """Seconds between now and the end of the newest listed part (by its
-    PROGRAM-DATE-TIME and the durations after it)."""
-    pl = get(url)
-    now = time.time()
-    blocks = pl.split("#EXT-X-PROGRAM-DATE-TIME:")
-    last = blocks[-1]
-    stamp = last.split("\n", 1)[0]
+def pdt_seconds(stamp):
     t = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    t += float("0" + stamp[19:23])
-    # after the last PDT: that segment's parts (or EXTINF) and the tail parts
+    return t + float("0" + stamp[19:23])
+
+
+def media_end_oborod(pl):
+    """Wall clock (by PROGRAM-DATE-TIME) of the end of the newest listed
+    part."""
+    last = pl.split("#EXT-X-PROGRAM-DATE-TIME:")[-1]
+    t = pdt_seconds(last.split("\n", 1)[0])
     rest = last.split("\n", 1)[1]
     extinf = re.findall(r"#EXTINF:([\d.]+),", rest)
-    if extinf:
-        tail = rest.split("#EXTINF:")[-1].split("\n", 2)[-1]
-        media = float(extinf[-1]) + sum(float(x) for x in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", tail))
-    else:
-        media = sum(float(x) for x in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", rest))
-    return now - (t + media)
+    tail = rest.split("#EXTINF:")[-1].split("\n", 2)[-1] if extinf else rest
+    media = (float(extinf[-1]) if extinf else 0.0) + \
+        sum(float(x) for x in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", tail))
+    return t + media
+
+
+def edge_lag_oborod(url, t0, pdt0):
+    """Seconds between the publisher's clock and the end of the newest
+    listed part: its media time is its PROGRAM-DATE-TIME minus that of
+    segment 1 (media time 0)."""
+    pl = get(url)
+    now = time.time()
+    return (now - t0) - (media_end_oborod(pl) - pdt0)
 
 
 def edge_lag_nginx(url, t0):
     """Seconds between the publisher's clock and the end of the newest
-    fragment (named by its RTMP timestamp in ms)."""
+    fragment (hls_fragment_naming timestamp: named by its first 90 kHz
+    timestamp)."""
     pl = get(url)
     now = time.time()
     frags = re.findall(r"#EXTINF:([\d.]+),\n[^\n]*?(\d+)\.ts", pl)
     dur, ts = frags[-1]
-    return (now - t0) - (int(ts) / 1000.0 + float(dur))
+    return (now - t0) - (int(ts) / 90000.0 + float(dur))
 
 
 def play(url, seconds):
@@ -240,12 +248,13 @@ async def viewer(port, name, stop_at, stats, i):
                 stats["missed"] += 1
             m = HINT.search(pl)
             msn, part = int(m.group(1)), int(m.group(2))
+        stats["last"].append((msn, part))
     finally:
         writer.close()
 
 
 async def viewers(port, name, n, seconds):
-    stats = {"playlists": 0, "parts": 0, "bytes": 0, "errors": 0, "missed": 0}
+    stats = {"playlists": 0, "parts": 0, "bytes": 0, "errors": 0, "missed": 0, "last": []}
     stop_at = time.time() + seconds
     await asyncio.gather(*(viewer(port, name, stop_at, stats, i) for i in range(n)))
     return stats
@@ -254,8 +263,9 @@ async def viewers(port, name, n, seconds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--play", type=int, default=20)
-    ap.add_argument("--levels", default="100,300")
-    ap.add_argument("--measure", type=int, default=8)
+    ap.add_argument("--levels", default="100,300,1000")
+    ap.add_argument("--measure", type=int, default=6)
+    ap.add_argument("--part-ms", type=int, default=200, help="oborod's llhls-part-ms")
     args = ap.parse_args()
     for tool in ("ffmpeg", "nginx", "node", "/usr/bin/chromium"):
         if not shutil.which(tool):
@@ -266,7 +276,7 @@ def main():
         od = spawn([OBOROD, "--port", str(free_port()), "--rtmp-port", str(o_rtmp),
                     "--http-port", str(o_http), "--raft-port", str(free_port()),
                     "--dir", os.path.join(tmp, "data"), "--loglevel", "warning",
-                    "--llhls-segment-ms", "1000", "--llhls-part-ms", "200"],
+                    "--llhls-segment-ms", "1000", "--llhls-part-ms", str(args.part_ms)],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         spawn(["nginx", "-c", nginx_conf(tmp, n_rtmp, n_http), "-p", tmp],
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -276,7 +286,8 @@ def main():
                "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30",
-               "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-map", "0:v", "-map", "1:a",
+               "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-flags", "+global_header",
+               "-map", "0:v", "-map", "1:a",
                "-f", "tee",
                "[f=flv:onfail=ignore]rtmp://127.0.0.1:%d/live/cam|"
                "[f=flv:onfail=ignore]rtmp://127.0.0.1:%d/live/cam" % (o_rtmp, n_rtmp)],
@@ -284,14 +295,16 @@ def main():
         o_url = "http://127.0.0.1:%d/live/cam/master.m3u8" % o_http
         o_media = "http://127.0.0.1:%d/live/cam/index.m3u8" % o_http
         n_url = "http://127.0.0.1:%d/hls/cam.m3u8" % n_http
-        wait_url(o_media)
+        first = wait_url(o_media)
+        # media time 0 of oborod's timeline: segment 1's PROGRAM-DATE-TIME
+        pdt0 = pdt_seconds(re.search(r"#EXT-X-PROGRAM-DATE-TIME:(\S+)", first).group(1))
         wait_url(n_url)
         time.sleep(4)  # nginx needs a few fragments before a player starts
 
         print("== player latency, hls.js in headless Chromium, %d s each, same stream" % args.play)
         rows = []
-        for label, url, lag in (("oborod LL-HLS (200 ms parts)", o_url,
-                                 lambda: edge_lag_oborod(o_media)),
+        for label, url, lag in (("oborod LL-HLS (%d ms parts)" % args.part_ms, o_url,
+                                 lambda: edge_lag_oborod(o_media, t0, pdt0)),
                                 ("nginx-rtmp HLS (hls_fragment 1s)", n_url,
                                  lambda: edge_lag_nginx(n_url, t0))):
             rep = play(url, args.play)
@@ -315,17 +328,27 @@ def main():
                 print("  <= %-6s s: %5.1f%%" % (le, 100.0 * c / count))
 
         print("\n== simulated LL-HLS viewers of one stream (blocking reload + part, keep-alive)")
-        print("%8s %10s %10s %12s %10s %14s" % ("viewers", "cpu cores", "parts/s", "MB/s out",
-                                             "kept up", "viewers/core"))
-        for n in [int(x) for x in args.levels.split(",")]:
+        print("%8s %10s %10s %12s %10s %10s %14s" % ("viewers", "cpu cores", "parts/s", "MB/s out",
+                                                  "at edge", "served", "viewers/core"))
+        for n in [int(x) for x in args.levels.split(",") if x]:
             c0, w0 = cpu_seconds(od.pid), time.time()
             stats = asyncio.run(viewers(o_http, "cam", n, args.measure))
             cores = (cpu_seconds(od.pid) - c0) / (time.time() - w0)
-            produced = args.measure / 0.2
-            kept = stats["parts"] / (n * produced)
-            print("%8d %10.3f %10.0f %12.1f %9.0f%% %14.0f" % (
+            # a viewer kept up when, at the end, it waits for the part the
+            # server hints (or already has it)
+            pl = get("http://127.0.0.1:%d/live/cam/index.m3u8" % o_http).encode()
+            durs = [float(x) for x in re.findall(rb"#EXT-X-PART:DURATION=([\d.]+)", pl)]
+            part_rate = len(durs) / sum(durs)  # parts per second a viewer needs
+            m = HINT.search(pl)
+            edge = (int(m.group(1)), int(m.group(2)))
+            kept = sum(1 for x in stats["last"] if x >= edge or
+                       (x[0] == edge[0] and x[1] + 1 == edge[1])) / float(n)
+            # the client shares the machine: count the viewers actually served
+            # in full (parts delivered / parts a viewer needs) per core used
+            served = stats["parts"] / args.measure / part_rate
+            print("%8d %10.3f %10.0f %12.1f %9.0f%% %10.0f %14.0f" % (
                 n, cores, stats["parts"] / args.measure, stats["bytes"] / args.measure / 1e6,
-                100 * kept, n / cores if cores > 0 else float("inf")))
+                100 * kept, served, served / cores if cores > 0 else float("inf")))
             if stats["errors"] or stats["missed"]:
                 print("         errors %d, missed parts %d" % (stats["errors"], stats["missed"]))
     finally:

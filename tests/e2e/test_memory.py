@@ -109,6 +109,7 @@ class MemoryTest(unittest.TestCase):
         gone and the allocator holds no free memory past the purge delay."""
         with Oborod(args=["--mem-purge-delay-ms", "200"]) as d:
             base = memory(d)
+            self.assertEqual(base["purge_delay_ms"], 200)
             socks = []
             try:
                 for _ in range(1000):

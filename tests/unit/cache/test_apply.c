@@ -192,7 +192,12 @@ static const char *rec_leader_addr(void *impl)
     return NULL;
 }
 
-static const cache_log_ops_t rec_ops = {rec_propose, rec_leader, rec_leader_addr};
+static void rec_info(void *impl, struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "raft_role:test\r\n");
+}
+
+static const cache_log_ops_t rec_ops = {rec_propose, rec_leader, rec_leader_addr, rec_info};
 
 static void quit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -205,8 +210,8 @@ START_TEST(test_group_commit)
     cache_server_t *s = NULL;
     struct sockaddr_in sa = {0};
     int c = socket(AF_INET, SOCK_STREAM, 0);
-    const char req[] = "SET a 1\r\nINCR a\r\nGET a\r\nSET b x EX 100\r\nTTL b\r\n";
-    const char want[] = "+OK\r\n:2\r\n$1\r\n2\r\n+OK\r\n:100\r\n";
+    const char req[] = "SET a 1\r\nINCR a\r\nGET a\r\nSET b x EX 100\r\nTTL b\r\nINFO raft\r\n";
+    const char want[] = "+OK\r\n:2\r\n$1\r\n2\r\n+OK\r\n:100\r\n$24\r\n# Raft\r\nraft_role:test\r\n\r\n";
     char got[256];
     size_t n = 0;
     struct event *t;

@@ -37,6 +37,7 @@ START_TEST(json_has_tags_and_figures)
     ck_assert_ptr_nonnull(strstr(j, want));
     ck_assert_int_eq(j[0], '{');
     ck_assert_ptr_nonnull(strstr(j, "}}\n"));
+    ck_assert_ptr_nonnull(strstr(j, "\"purge_delay_ms\":"));
     for (const char *const *k = (const char *const[]){"\"allocator\":", "\"rss_private\":",
                                                         "\"rss_lazyfree\":0,", "\"rss\":",
                                                         "\"rss_anon_huge\":", "\"heap_mapped\":",
