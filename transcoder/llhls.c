@@ -272,6 +272,14 @@ static int newest_part(const tc_llhls_stream_t *s, uint64_t *msn, uint32_t *part
     return 0;
 }
 
+/* Nonzero once a complete segment exists: a playlist of parts alone is
+ * empty to players that do not know LL-HLS (ffmpeg, older devices), so a
+ * plain request waits for one. */
+static int has_segment(const tc_llhls_stream_t *s)
+{
+    return s->cmaf != NULL && tc_cmaf_nsegs(s->cmaf) > 0 && tc_cmaf_seg_at(s->cmaf, 0)->complete;
+}
+
 static int playlist_ready(const tc_llhls_stream_t *s, uint64_t msn, uint32_t part)
 {
     uint64_t nm;
@@ -585,8 +593,7 @@ static int waiter_try(waiter_t *w)
     if (w->kind == W_PLAYLIST) {
         hls_query_t q = w->q;
 
-        if (w->first ? !newest_part(s, &(uint64_t){0}, &(uint32_t){0})
-                     : !playlist_ready(s, w->msn, w->part))
+        if (w->first ? !has_segment(s) : !playlist_ready(s, w->msn, w->part))
             return 0;
         core_metric_observe_us(s->h->m_release, (int64_t)(core_mono_us() - s->part_us));
         waiter_unlink(w);
@@ -794,7 +801,7 @@ static void handle_index(tc_llhls_stream_t *s, struct evhttp_request *req)
     }
     have = newest_part(s, &nm, &np);
     if (!q.has_msn) {
-        if (have)
+        if (has_segment(s))
             send_media(s, req, &q);
         else
             hold(s, req, W_PLAYLIST, 0, 0, &q, 1);

@@ -5,8 +5,9 @@
  * (transcoder/cmaf) and served to every viewer from the same bytes:
  *
  *   /live/NAME/master.m3u8   multivariant playlist (starts a viewer session)
- *   /live/NAME/index.m3u8    media playlist; _HLS_msn/_HLS_part block,
- *                            _HLS_skip=YES|v2 gives a delta update
+ *   /live/NAME/index.m3u8    media playlist (a plain request waits for the
+ *                            first complete segment); _HLS_msn/_HLS_part
+ *                            block, _HLS_skip=YES|v2 gives a delta update
  *   /live/NAME/init.mp4      init segment (EXT-X-MAP)
  *   /live/NAME/sMSN.m4s      complete media segment
  *   /live/NAME/pMSN.PART.m4s part; the hinted next part is held and sent

@@ -371,6 +371,8 @@ START_TEST(playlist_blocking_and_parts)
     ck_assert_ptr_nonnull(strstr(r.body, "#EXT-X-MAP:URI=\"init.mp4\"\n"));
     ck_assert_ptr_nonnull(strstr(r.body, "#EXT-X-PROGRAM-DATE-TIME:"));
     ck_assert_ptr_nonnull(strstr(r.body, "#EXT-X-PART:DURATION=0.200,URI=\"p1.0.m4s\",INDEPENDENT=YES\n"));
+    /* held until a complete segment exists, for players without LL-HLS */
+    ck_assert_ptr_nonnull(strstr(r.body, "#EXTINF:1.000,\ns1.m4s\n"));
     hint(r.body, &msn, &part);
     reply_free(&r);
 
