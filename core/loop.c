@@ -58,6 +58,10 @@ void core_loop_shutdown(core_loop_t *l)
     l->deadline = evtimer_new(l->base, deadline_cb, l);
     if (l->deadline != NULL)
         evtimer_add(l->deadline, &two);
+    /* periodic callbacks end first: the hooks free what they work on, and
+     * the last turn below must not run one on freed state */
+    for (timer_t_ *t = l->timers; t != NULL; t = t->next)
+        event_del(t->ev);
     for (hook_t *h = l->hooks; h != NULL; h = h->next)
         h->cb(h->arg);
     /* give the hooks' last writes one short turn of the loop */
