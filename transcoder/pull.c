@@ -1237,8 +1237,8 @@ static void av_log_cb(void *avcl, int level, const char *fmt, va_list vl)
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         line[--n] = '\0';
     for (char *c = line; *c; c++)
-        if (*c == '"')
-            *c = '\'';
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20)
+            *c = *c == '"' ? '\'' : ' ';
     core_log_write(CORE_LOG_DEBUG, "libav", "message", "text=\"%s\"", line);
 }
 
