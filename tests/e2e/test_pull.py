@@ -369,7 +369,14 @@ class BadOriginTest(unittest.TestCase):
         threading.Thread(target=cls.httpd.serve_forever, daemon=True).start()
         dead = free_port()
         base = "http://127.0.0.1:%d" % cls.hport
-        cls.d = Oborod(args=["--pull", "live/* %s/$name.flv" % base,
+        # an origin that accepts and never answers
+        cls.silent = socket.socket()
+        cls.silent.bind(("127.0.0.1", 0))
+        cls.silent.listen(64)
+        cls.d = Oborod(args=["--pull", "live/silent* rtmp://127.0.0.1:%d/live/$name"
+                             % cls.silent.getsockname()[1],
+                             "--pull", "live/* %s/$name.flv" % base,
+                             "--pull-start-timeout-ms", "1500", "--pull-timeout-ms", "3000",
                              "--pull", "tv/down rtmp://127.0.0.1:%d/live/x always" % dead,
                              "--pull-idle-ms", "200"])
 
@@ -378,6 +385,7 @@ class BadOriginTest(unittest.TestCase):
         try:
             cls.d.close()
         finally:
+            cls.silent.close()
             cls.httpd.shutdown()
             cls.httpd.server_close()
             shutil.rmtree(cls.www, ignore_errors=True)
@@ -414,6 +422,30 @@ class BadOriginTest(unittest.TestCase):
         self.assertFalse(st["publishing"])
         self.assertIn("cannot open origin", st["pull"]["last_error"])
         self.assertEqual(self.d.proc.poll(), None)
+
+    def test_silent_origin_times_out_and_leaving_viewers_are_forgotten(self):
+        # viewers that give up while the pull starts
+        for _ in range(5):
+            c = socket.create_connection(("127.0.0.1", self.d.http_port))
+            c.sendall(b"GET /live/silent1.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.05)
+            c.close()
+        # one that waits gets 504 after pull-start-timeout-ms
+        status, _, body = self.d.http_get("/live/silent1.flv", timeout=20)
+        self.assertEqual(status, 504, body)
+        st = streams(self.d)["live/silent1"]
+        self.assertEqual(st["pull"]["state"], "connecting")
+        # an RTMP player waiting the same way is refused, not left hanging
+        r = subprocess.run(["ffprobe", "-v", "error", "rtmp://127.0.0.1:%d/live/silent2"
+                            % self.d.rtmp_port], capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("stream did not start in time", self.d.log_text())
+        # nobody waits any more: the pull stops, its worker interrupted
+        wait_for(lambda: "live/silent1" not in streams(self.d), timeout=20, what="idle stop")
+        self.assertIn('msg="pull stopped" stream=live/silent1 reason="no viewers"',
+                      self.d.log_text())
+        self.assertIsNone(self.d.proc.poll())
 
     def test_bad_rule_refused_at_start(self):
         code, _, err = harness.run_oborod(["--pull", "live rtmp://x/y", "--port", "0",
