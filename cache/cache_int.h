@@ -117,6 +117,9 @@ void zset_free(zset_t *z);
 /* Set member's score (insert or update). Returns 1 if added, 0 if
  * updated, -ENOMEM. */
 int zset_set(zset_t *z, const char *m, size_t mlen, double score);
+/* Change the score of a member found with zset_find (0 or -ENOMEM, then
+ * the member is gone). */
+int zset_update(zset_t *z, zmember_t *zm, double score);
 int zset_del(zset_t *z, const char *m, size_t mlen);
 zmember_t *zset_find(zset_t *z, const char *m, size_t mlen);
 /* 0-based rank of (score, m) */

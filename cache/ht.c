@@ -197,7 +197,7 @@ int ht_insert(ht_t *h, ht_node_t *n)
     if (h->t[0] == NULL)
         resize(h, 4);
     else if (!rehashing(h) && h->used[0] >= h->mask[0] + 1)
-        resize(h, (h->used[0] + 1) * 2);
+        resize(h, h->used[0] + 1); /* the next power of two: double */
     if (rehashing(h))
         ht_rehash(h, 1);
     i = rehashing(h) ? 1 : 0;

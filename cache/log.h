@@ -38,6 +38,8 @@
 
 #include "cache/cache.h"
 
+struct evbuffer;
+
 /* Completion of one proposal: status 0 after the batch was committed and
  * applied (cache_apply_batch has run for it), or a negative errno when it
  * will not be (-ENOTCONN: not the leader, -ECANCELED: shut down, ...). */
@@ -56,6 +58,9 @@ typedef struct cache_log_ops {
     /* "host:port" of the leader's RESP port, or NULL when unknown.
      * Borrowed; valid until the next call into impl. */
     const char *(*leader)(void *impl);
+    /* Optional (NULL: none): append "name:value\r\n" lines for INFO's
+     * "# Raft" section (shown by INFO, INFO raft, INFO all). */
+    void (*info)(void *impl, struct evbuffer *out);
 } cache_log_ops_t;
 
 /* Called by a log implementation for every committed batch, in log order,
@@ -66,7 +71,10 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
 
 /* Replace the log the server proposes to (ops and impl borrowed, must
  * outlive the server or be replaced). NULL ops restores the local log.
- * Call before clients connect or between loop iterations. */
+ * Call before clients connect or between loop iterations.
+ * cache_server_free() forgets proposals still outstanding: stop the log
+ * first, so that it calls neither done() nor cache_apply_batch() for a
+ * freed server. */
 void cache_server_set_log(cache_server_t *s, const cache_log_ops_t *ops, void *impl);
 
 /* The keyspace of a server (borrowed), for snapshot and restore. */

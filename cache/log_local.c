@@ -23,4 +23,4 @@ static const char *local_leader(void *impl)
     return NULL;
 }
 
-const cache_log_ops_t cache_log_local_ops = {local_propose, local_is_leader, local_leader};
+const cache_log_ops_t cache_log_local_ops = {local_propose, local_is_leader, local_leader, NULL};

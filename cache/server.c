@@ -98,7 +98,7 @@ struct cache_server {
     core_loop_t *loop;
     struct event_base *base;
     int lfd;
-    struct event lev, flush_ev;
+    struct event lev, flush_ev, cron_ev;
     int flush_pending;
     const cache_conf_t *conf;
     core_conf_t *all;
@@ -1066,7 +1066,7 @@ static void active_expire(cache_server_t *s)
     k->expire_cursor = cur;
 }
 
-static void cron(void *arg)
+static void cron(evutil_socket_t fd, short what, void *arg)
 {
     cache_server_t *s = arg;
     uint64_t now = core_mono_ms(), t0 = core_mono_us();
@@ -1152,10 +1152,12 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
         rv = -EIO;
         goto err_after_ks;
     }
-    rv = core_loop_every(loop, 100, cron, s);
-    if (rv != 0) {
-        event_del(&s->lev);
-        goto err_after_ks;
+    {
+        /* an own timer (not core_loop_every) so that it stops with the server */
+        struct timeval tv = {0, 100 * 1000};
+
+        event_assign(&s->cron_ev, s->base, -1, EV_PERSIST, cron, s);
+        event_add(&s->cron_ev, &tv);
     }
     *out = s;
     return 0;
@@ -1179,6 +1181,7 @@ void cache_server_free(cache_server_t **sp)
         return;
     event_del(&s->lev);
     event_del(&s->flush_ev);
+    event_del(&s->cron_ev);
     close(s->lfd);
     while (s->infl_head != NULL) {
         inflight_t *r = s->infl_head;
@@ -1364,7 +1367,7 @@ CMD(cmd_time)
     add_bulk_ll(x, (long long)tv.tv_usec);
 }
 
-static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len)
+static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len, const char *self)
 {
     uint64_t now = core_mono_ms();
 
@@ -1375,7 +1378,7 @@ static void client_line(cache_ctx_t *x, cache_client_t *c, char *buf, size_t len
              (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
              (unsigned long long)((now - c->ctime_ms) / 1000), (unsigned long long)((now - c->last_ms) / 1000),
              c->ilen - c->ipos, c->icap - c->ilen, c->icap, c->out.len - c->out.pos, c->out.cap,
-             sizeof(*c) + c->icap + c->out.cap, c == x->c ? "client|list" : (c->last_cmd ? c->last_cmd : "NULL"),
+             sizeof(*c) + c->icap + c->out.cap, c == x->c ? self : (c->last_cmd ? c->last_cmd : "NULL"),
              c->resp);
 }
 
@@ -1482,7 +1485,7 @@ CMD(cmd_client)
         c->name = n;
         add_ok(x);
     } else if (arg_eq(A(1), "info") && x->argc == 2) {
-        client_line(x, c, line, sizeof(line));
+        client_line(x, c, line, sizeof(line), "client|info");
         add_bulk(x, line, strlen(line));
     } else if (arg_eq(A(1), "list")) {
         struct evbuffer *b = evbuffer_new();
@@ -1495,7 +1498,7 @@ CMD(cmd_client)
         for (cache_client_t *o = x->srv->clients; o != NULL; o = o->next) {
             if (o->flags & CF_DEAD)
                 continue;
-            client_line(x, o, line, sizeof(line));
+            client_line(x, o, line, sizeof(line), "client|list");
             evbuffer_add(b, line, strlen(line));
         }
         n = evbuffer_get_length(b);
@@ -1728,6 +1731,10 @@ CMD(cmd_info)
             evbuffer_add_printf(b, "db0:keys=%zu,expires=%zu,avg_ttl=0\r\n", cache_ks_size(s->ks),
                                 cache_ks_volatile(s->ks));
     }
+    if (s->log->info != NULL && want_section(x, "raft", 1)) {
+        SECTION("Raft");
+        s->log->info(s->log_impl, b);
+    }
 #undef SECTION
     add_bulk(x, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
     evbuffer_free(b);
@@ -1744,6 +1751,21 @@ CMD(cmd_config)
         const core_conf_def_t *d;
         char val[1024];
 
+        /* what clients such as redis-benchmark ask about persistence: the
+         * cache itself persists nothing (Raft keeps its own log) */
+        static const char *const compat[][2] = {{"save", ""}, {"appendonly", "no"}, {"databases", "1"}};
+
+        for (size_t i = 0; i < sizeof(compat) / sizeof(compat[0]); i++) {
+            int hit = 0;
+
+            for (int j = 2; j < x->argc && !hit; j++)
+                hit = cache_glob(A(j)->p, A(j)->len, compat[i][0], strlen(compat[i][0]), 1);
+            if (hit) {
+                add_bulk(x, compat[i][0], strlen(compat[i][0]));
+                add_bulk(x, compat[i][1], strlen(compat[i][1]));
+                n++;
+            }
+        }
         for (size_t i = 0; (d = core_conf_at(all, i)) != NULL; i++) {
             int hit = 0;
 

@@ -97,9 +97,19 @@ int zsl_cmp(double s1, const char *m1, size_t l1, double s2, const char *m2, siz
     return memcmp_len(m1, l1, m2, l2);
 }
 
-static int node_lt(zsl_node_t *n, double score, const char *m, size_t ml)
+/* Scores first: the member (another cache line) is read only on a tie. */
+static inline int node_lt(const zsl_node_t *n, double score, const char *m, size_t ml)
 {
-    return zsl_cmp(n->score, n->m->key, n->m->h.klen, score, m, ml) < 0;
+    if (n->score != score)
+        return n->score < score;
+    return memcmp_len(n->m->key, n->m->h.klen, m, ml) < 0;
+}
+
+static inline int node_le(const zsl_node_t *n, double score, const char *m, size_t ml)
+{
+    if (n->score != score)
+        return n->score < score;
+    return memcmp_len(n->m->key, n->m->h.klen, m, ml) <= 0;
 }
 
 static zsl_node_t *zsl_insert(zset_t *z, double score, zmember_t *m)
@@ -186,29 +196,47 @@ zmember_t *zset_find(zset_t *z, const char *m, size_t ml)
     return (zmember_t *)ht_find(&z->dict, m, ml);
 }
 
+int zset_update(zset_t *z, zmember_t *zm, double score)
+{
+    zsl_node_t *update[ZSL_MAXLEVEL], *x = z->head;
+
+    if (zm->score == score)
+        return 0;
+    for (int i = z->level - 1; i >= 0; i--) {
+        while (x->level[i].fwd && node_lt(x->level[i].fwd, zm->score, zm->key, zm->h.klen))
+            x = x->level[i].fwd;
+        update[i] = x;
+    }
+    x = x->level[0].fwd;
+    if (x == NULL || x->m != zm)
+        return -EINVAL; /* cannot happen: dict and list agree */
+    /* still between its neighbours: change the score in place */
+    if ((x->back == NULL || x->back->score < score) &&
+        (x->level[0].fwd == NULL || x->level[0].fwd->score > score)) {
+        x->score = score;
+        zm->score = score;
+        return 0;
+    }
+    zsl_unlink(z, x, update);
+    core_free(x);
+    zm->score = score;
+    if (zsl_insert(z, score, zm) == NULL) {
+        /* keep dict and list consistent: drop the member */
+        ht_node_t **slot = ht_findp(&z->dict, zm->key, zm->h.klen, zm->h.hash);
+
+        ht_unlink(&z->dict, slot);
+        core_free(zm);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int zset_set(zset_t *z, const char *m, size_t ml, double score)
 {
     zmember_t *zm = zset_find(z, m, ml);
-    zsl_node_t *n;
 
-    if (zm != NULL) {
-        if (zm->score == score)
-            return 0;
-        n = zsl_remove(z, zm->score, m, ml);
-        if (n != NULL) {
-            core_free(n);
-        }
-        zm->score = score;
-        if (zsl_insert(z, score, zm) == NULL) {
-            /* keep dict and list consistent: drop the member */
-            ht_node_t **slot = ht_findp(&z->dict, m, ml, zm->h.hash);
-
-            ht_unlink(&z->dict, slot);
-            core_free(zm);
-            return -ENOMEM;
-        }
-        return 0;
-    }
+    if (zm != NULL)
+        return zset_update(z, zm, score);
     zm = core_malloc(CORE_TAG_CACHE_VALUES, sizeof(*zm) + ml);
     if (zm == NULL)
         return -ENOMEM;
@@ -253,9 +281,7 @@ size_t zset_rank(zset_t *z, double score, const char *m, size_t ml)
     size_t rank = 0;
 
     for (int i = z->level - 1; i >= 0; i--) {
-        while (x->level[i].fwd &&
-               zsl_cmp(x->level[i].fwd->score, x->level[i].fwd->m->key, x->level[i].fwd->m->h.klen,
-                       score, m, ml) <= 0) {
+        while (x->level[i].fwd && node_le(x->level[i].fwd, score, m, ml)) {
             rank += x->level[i].span;
             x = x->level[i].fwd;
         }
@@ -573,7 +599,7 @@ static void zadd_generic(cache_ctx_t *x, unsigned fl, int scoreidx)
             newscore = score;
             processed++;
             if (score != cur) {
-                if (zset_set(z, m->p, m->len, score) < 0) {
+                if (zset_update(z, zm, score) < 0) {
                     oom(x);
                     drop_if_empty(x, e, z);
                     goto out;
@@ -715,8 +741,8 @@ static void zrange_generic(cache_ctx_t *x, int rangetype, int dir)
     int withscores = 0, minidx = 2, maxidx = 3, wrong = 0;
     long long offset = 0, limit = -1, start = 0, end = 0;
     int has_limit = 0;
-    zrange_spec_t rs;
-    zlex_spec_t ls;
+    zrange_spec_t rs = {0, 0, 0, 0};
+    zlex_spec_t ls = {NULL, NULL, 0, 0, 0, 0, 0, 0};
     zset_t *z;
 
     for (int j = 4; j < x->argc; j++) {

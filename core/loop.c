@@ -28,6 +28,7 @@ typedef struct timer {
     struct event *ev;
     core_loop_cb cb;
     void *arg;
+    struct core_loop *loop;
 } timer_t_;
 
 struct core_loop {
@@ -58,10 +59,6 @@ void core_loop_shutdown(core_loop_t *l)
     l->deadline = evtimer_new(l->base, deadline_cb, l);
     if (l->deadline != NULL)
         evtimer_add(l->deadline, &two);
-    /* periodic callbacks end first: the hooks free what they work on, and
-     * the last turn below must not run one on freed state */
-    for (timer_t_ *t = l->timers; t != NULL; t = t->next)
-        event_del(t->ev);
     for (hook_t *h = l->hooks; h != NULL; h = h->next)
         h->cb(h->arg);
     /* give the hooks' last writes one short turn of the loop */
@@ -164,6 +161,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     timer_t_ *t = arg;
 
+    /* the shutdown hooks have freed the subsystems whose timers these are */
+    if (t->loop->stopping)
+        return;
     t->cb(t->arg);
 }
 
@@ -181,6 +181,7 @@ int core_loop_every(core_loop_t *l, uint64_t period_ms, core_loop_cb cb, void *a
     }
     t->cb = cb;
     t->arg = arg;
+    t->loop = l;
     t->next = l->timers;
     l->timers = t;
     event_add(t->ev, &tv);

@@ -24,7 +24,8 @@ struct event_base *core_loop_base(core_loop_t *l);
 /* Run cb(arg) when a shutdown is requested. Returns 0 or -ENOMEM. */
 int core_loop_on_shutdown(core_loop_t *l, core_loop_cb cb, void *arg);
 
-/* Run cb(arg) every period_ms on the loop until shutdown begins.
+/* Run cb(arg) every period_ms on the loop until shutdown begins (the
+ * shutdown hooks may free what arg points to) or the loop is freed.
  * Returns 0 or -ENOMEM. */
 int core_loop_every(core_loop_t *l, uint64_t period_ms, core_loop_cb cb, void *arg);
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ typedef struct tc_flv_viewer {
     char peer[64];
     char stream[160];
     uint64_t bytes;
+    int chunked;                /* HTTP/1.1: we frame the body chunks */
 } tc_flv_viewer_t;
 
 #define VIEWER_OF(subp) ((tc_flv_viewer_t *)((char *)(subp) - offsetof(tc_flv_viewer_t, sub)))
@@ -53,9 +55,15 @@ static void closed_cb(struct evhttp_connection *conn, void *arg)
 
     struct evhttp_request *req = v->req;
 
+    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
+
     core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
                   v->stream, (unsigned long long)v->bytes, (unsigned long long)v->sub.dropped);
     viewer_free(v);
+    /* what is still queued will never be sent */
+    tc_latency_mute(1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    tc_latency_mute(0);
     /* evhttp detaches an unfinished response from a connection that
      * failed and leaves it to us: ending it frees it */
     if (evhttp_request_get_connection(req) == NULL)
@@ -74,27 +82,41 @@ static size_t queued(tc_sub_t *sub)
 static void kill_viewer(tc_flv_viewer_t *v)
 {
     struct evhttp_connection *conn = v->conn;
+    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
 
     evhttp_connection_set_closecb(conn, NULL, NULL);
     viewer_free(v);
+    tc_latency_mute(1);
+    evbuffer_drain(out, evbuffer_get_length(out));
+    tc_latency_mute(0);
     evhttp_connection_free(conn);
 }
 
+/* Body bytes go straight into the connection's output buffer (evhttp only
+ * wrote the headers), framed as HTTP/1.1 chunks when the reply is
+ * chunked, so that flushing is ours: one write per batch of packets. */
 static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
-    ssize_t n = tc_pkt_add_to(p, v->tmp, 0, 0);
+    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(v->conn));
+    ssize_t n = tc_pkt_add_to(p, out, v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0);
 
-    if (n < 0) {
-        core_log_warn("flv", "viewer dropped", "peer=%s stream=%s reason=\"out of memory\"", v->peer,
-                      v->stream);
-        kill_viewer(v);
-        return -1;
-    }
-    evhttp_send_reply_chunk(v->req, v->tmp);
+    if (n < 0)
+        goto fail;
     v->bytes += (uint64_t)n;
-    core_metric_inc(v->srv->hub.m.bytes_out[TC_PROTO_FLV], n);
+    v->srv->hub.out_pending[TC_PROTO_FLV] += n;
     return 0;
+
+fail:
+    core_log_warn("flv", "viewer dropped", "peer=%s stream=%s reason=\"out of memory\"", v->peer,
+                  v->stream);
+    kill_viewer(v);
+    return -1;
+}
+
+static void flush(tc_sub_t *sub)
+{
+    tc_flush_direct(evhttp_connection_get_bufferevent(VIEWER_OF(sub)->conn));
 }
 
 static void end(tc_sub_t *sub, const char *reason)
@@ -111,13 +133,14 @@ static void end(tc_sub_t *sub, const char *reason)
     core_log_info("flv", "viewer ended", "peer=%s stream=%s reason=%s bytes=%llu", v->peer,
                   v->stream, reason, (unsigned long long)v->bytes);
     /* a clean end of stream: the response ends, what is queued is sent */
+    bufferevent_enable(evhttp_connection_get_bufferevent(conn), EV_WRITE);
     evhttp_connection_set_closecb(conn, NULL, NULL);
     evhttp_connection_set_timeout(conn, 60);
     evhttp_send_reply_end(v->req);
     viewer_free(v);
 }
 
-static const tc_sub_ops_t ops = {packet, queued, end};
+static const tc_sub_ops_t ops = {packet, queued, end, flush};
 
 static void cors(struct evhttp_request *req)
 {
@@ -224,6 +247,7 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     ev_uint16_t port = 0;
     tc_flv_viewer_t *v;
     uint8_t hdr[FLV_HEADER_LEN];
+    const char *te;
     int audio, video;
 
     v = core_calloc(CORE_TAG_HUB, 1, sizeof(*v));
@@ -255,12 +279,15 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     evhttp_connection_set_timeout(v->conn, 24 * 3600);
     evhttp_connection_set_closecb(v->conn, closed_cb, v);
     evhttp_send_reply_start(req, 200, "OK");
+    te = evhttp_find_header(evhttp_request_get_output_headers(req), "Transfer-Encoding");
+    v->chunked = te != NULL && strcmp(te, "chunked") == 0;
     /* before the first packets the codecs are unknown: announce both */
     audio = st->info.acodec >= 0 || st->packets_in == 0;
     video = st->has_video || st->packets_in == 0;
     flv_header_encode(hdr, audio, video);
     evbuffer_add(v->tmp, hdr, sizeof(hdr));
     evhttp_send_reply_chunk(req, v->tmp);
+    /* from here on the body is written by packet() and flush() */
     core_log_info("flv", "viewer joined", "peer=%s stream=%s", v->peer, v->stream);
     tc_hub_attach(st, &v->sub, &ops, TC_PROTO_FLV);
 }

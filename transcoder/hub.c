@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +20,22 @@
 
 /* ---- packets ------------------------------------------------------------ */
 
+#define CHUNK_HDR_ROOM 10      /* "ffffff" + CRLF fits: tags are under 16 MiB */
+
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len)
 {
-    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS,
-                              sizeof(*p) + FLV_TAG_HEADER_LEN + len + FLV_TAG_TRAILER_LEN);
+    size_t flv_len = FLV_TAG_HEADER_LEN + (size_t)len + FLV_TAG_TRAILER_LEN;
+    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS, sizeof(*p) + CHUNK_HDR_ROOM + flv_len + 2);
+    char hdr[CHUNK_HDR_ROOM + 1];
 
     if (p == NULL)
         return NULL;
     memset(p, 0, sizeof(*p));
     p->refs = 1;
+    p->flv = p->buf + CHUNK_HDR_ROOM;
+    p->chunk_hdr = (uint8_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", flv_len);
+    memcpy(p->flv - p->chunk_hdr, hdr, p->chunk_hdr);
+    memcpy(p->flv + flv_len, "\r\n", 2);
     p->type = type;
     p->ts = ts;
     p->len = len;
@@ -77,16 +85,19 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size)
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size)
 {
     const void *data;
     size_t len;
 
-    if (rtmp) {
+    if (form == TC_FORM_RTMP) {
         if (tc_pkt_rtmp(p, chunk_size) != 0)
             return -ENOMEM;
         data = p->rtmp;
         len = p->rtmp_len;
+    } else if (form == TC_FORM_FLV_CHUNKED) {
+        data = p->flv - p->chunk_hdr;
+        len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
     } else {
         data = p->flv;
         len = tc_pkt_flv_len(p);
@@ -105,9 +116,17 @@ ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chun
 static uint32_t lat[LAT_SAMPLES];
 static uint64_t lat_n;
 static core_metric_t *lat_hist;
+static int lat_muted;
+
+void tc_latency_mute(int on)
+{
+    lat_muted = on;
+}
 
 void tc_latency_record(uint64_t us)
 {
+    if (lat_muted)
+        return;
     if (lat_hist != NULL)
         core_metric_observe_us(lat_hist, (int64_t)us);
     lat[lat_n++ % LAT_SAMPLES] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
@@ -145,6 +164,7 @@ void tc_latency_reset(void)
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
 {
+    lat_muted = 0;
     core_metrics_t *m = core_metrics_global();
     static const double lb[] = {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 1};
 
@@ -170,6 +190,9 @@ int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
     lat_hist = h->m.latency;
     return 0;
 }
+
+static void flush_now(tc_stream_t *s);
+static void flush_timer(evutil_socket_t fd, short what, void *arg);
 
 static void gop_clear(tc_stream_t *s)
 {
@@ -201,6 +224,8 @@ static void stream_free(tc_stream_t *s)
     core_metric_set(h->m.streams, h->nstreams);
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
+    if (s->flush_ev != NULL)
+        event_free(s->flush_ev);
     gop_clear(s);
     core_free(s->gop);
     tc_pkt_unref(s->meta);
@@ -216,8 +241,9 @@ void tc_hub_close(tc_hub_t *h)
 {
     while (h->streams != NULL)
         stream_free(h->streams);
-    /* packets still queued in sockets may report latency after this */
+    /* packets still queued in sockets are released after this, unsent */
     lat_hist = NULL;
+    lat_muted = 1;
 }
 
 tc_stream_t *tc_hub_find(tc_hub_t *h, const char *app, const char *name)
@@ -273,7 +299,12 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     snprintf(s->name, sizeof(s->name), "%s/%s", app, name);
     snprintf(s->options, sizeof(s->options), "%s", options);
     s->grace_ev = evtimer_new(h->base, grace_over, s);
-    if (s->grace_ev == NULL) {
+    s->flush_ev = evtimer_new(h->base, flush_timer, s);
+    if (s->grace_ev == NULL || s->flush_ev == NULL) {
+        if (s->grace_ev != NULL)
+            event_free(s->grace_ev);
+        if (s->flush_ev != NULL)
+            event_free(s->flush_ev);
         core_free(s);
         *err = -ENOMEM;
         return NULL;
@@ -295,6 +326,7 @@ void tc_hub_unpublish(tc_stream_t *s)
     struct timeval tv;
     long long ms = s->hub->conf->publish_grace_ms;
 
+    flush_now(s);
     s->publisher = NULL;
     if (ms <= 0 || s->subs == NULL) {
         stream_free(s);
@@ -354,7 +386,63 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
         core_metric_inc(s->hub->m.dropped, 1);
         return 0;
     }
-    return sub->ops->packet(sub, p);
+    if (sub->ops->packet(sub, p) != 0)
+        return -1;
+    sub->dirty = 1;
+    return 0;
+}
+
+/* Counters are shared atomics: add once per batch, not once per viewer. */
+static void count_out(tc_hub_t *h)
+{
+    for (int i = 0; i < TC_PROTO__COUNT; i++)
+        if (h->out_pending[i] != 0) {
+            core_metric_inc(h->m.bytes_out[i], h->out_pending[i]);
+            h->out_pending[i] = 0;
+        }
+}
+
+static void flush_now(tc_stream_t *s)
+{
+    for (tc_sub_t *sub = s->subs; sub != NULL; sub = sub->next)
+        if (sub->dirty) {
+            sub->dirty = 0;
+            sub->ops->flush(sub);
+        }
+}
+
+static void flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    flush_now(arg);
+}
+
+void tc_hub_flush(tc_stream_t *s)
+{
+    long long ms = s->hub->conf->viewer_flush_ms;
+    struct timeval tv;
+
+    if (ms <= 0) {
+        flush_now(s);
+        return;
+    }
+    if (evtimer_pending(s->flush_ev, NULL))
+        return;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(s->flush_ev, &tv);
+}
+
+void tc_flush_direct(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+
+    if (evbuffer_get_length(out) > 0)
+        evbuffer_write(out, bufferevent_getfd(bev));
+    /* an error is left for the write event to report */
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    else
+        bufferevent_enable(bev, EV_WRITE);
 }
 
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto)
@@ -382,6 +470,9 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     } else {
         sub->waiting_key = 1;   /* start at the next keyframe */
     }
+    sub->dirty = 0;
+    ops->flush(sub);
+    count_out(s->hub);
     return 0;
 }
 
@@ -514,6 +605,7 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         next = sub->next;
         deliver(s, sub, p, now_ms);
     }
+    count_out(h);
     tc_pkt_unref(p);
     return 0;
 }

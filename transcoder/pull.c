@@ -295,6 +295,7 @@ struct pull_stream {
     tc_stream_t *hs;           /* published in the hub, or NULL */
     tc_waiter_t *waiters;
     int has_video, key_seen;
+    int dirty;                 /* pushed since the last tc_hub_flush() */
     unsigned attempt;          /* failed attempts in a row */
     uint64_t reconnects;
     uint64_t retry_at_ms, idle_since_ms, started_ms;
@@ -975,6 +976,7 @@ static void on_tag(pull_stream_t *ps, const msg_t *m)
         return;
     }
     ps->bytes += m->len;
+    ps->dirty = 1;
     core_metric_inc(ps->p->m.bytes, m->len);
     if (key && !ps->key_seen) {
         ps->key_seen = 1;
@@ -993,10 +995,12 @@ static void ps_down(pull_stream_t *ps, const char *why, int opened)
     int was_live = ps->hs != NULL;
 
     if (ps->hs != NULL) {
+        tc_hub_flush(ps->hs);
         tc_hub_unpublish(ps->hs);
         ps->hs = NULL;
         core_metric_inc(p->m.live, -1);
     }
+    ps->dirty = 0;
     snprintf(ps->last_error, sizeof(ps->last_error), "%s", why);
     core_metric_inc(p->m.failures, 1);
     if (!ps->key_seen)
@@ -1055,6 +1059,12 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
             job_free(j);
         core_free(m);
     }
+    /* one write per viewer for the whole batch, as RTMP ingest does */
+    for (pull_stream_t *ps = p->streams; ps != NULL; ps = ps->next)
+        if (ps->dirty && ps->hs != NULL) {
+            ps->dirty = 0;
+            tc_hub_flush(ps->hs);
+        }
 }
 
 /* ---- loop side: streams ------------------------------------------------- */

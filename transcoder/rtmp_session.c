@@ -83,8 +83,15 @@ static void session_free(tc_rtmp_session_t *s)
     core_metric_inc(srv->hub.m.sessions, -1);
     if (s->timer != NULL)
         event_free(s->timer);
-    if (s->bev != NULL)
+    if (s->bev != NULL) {
+        struct evbuffer *o = bufferevent_get_output(s->bev);
+
+        /* what is still queued will never be sent */
+        tc_latency_mute(1);
+        evbuffer_drain(o, evbuffer_get_length(o));
+        tc_latency_mute(0);
         bufferevent_free(s->bev);
+    }
     rtmp_reader_close(&s->reader);
     core_scope_free(&s->scratch);
     core_free(s);
@@ -92,9 +99,14 @@ static void session_free(tc_rtmp_session_t *s)
 
 /* ---- output ------------------------------------------------------------- */
 
+/* Replies and control messages: libevent writes them when it can. Media
+ * for a viewer is flushed by the hub instead (sub_flush). */
 static int out(tc_rtmp_session_t *s, const void *p, size_t n)
 {
-    return bufferevent_write(s->bev, p, n) == 0 ? 0 : -ENOMEM;
+    if (bufferevent_write(s->bev, p, n) != 0)
+        return -ENOMEM;
+    bufferevent_enable(s->bev, EV_WRITE);
+    return 0;
 }
 
 /* Send an AMF0 command/data message built in b. */
@@ -160,6 +172,7 @@ static int close_after_flush(tc_rtmp_session_t *s)
 {
     s->closing = 1;
     bufferevent_disable(s->bev, EV_READ);
+    bufferevent_enable(s->bev, EV_WRITE);
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
         session_free(s);
         return -1;
@@ -180,13 +193,13 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), 1, s->chunk_size);
+    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), TC_FORM_RTMP, s->chunk_size);
 
     if (n < 0) {
         tc_hub_detach(sub);
         return session_fail(s, "out of memory", (int)n);
     }
-    core_metric_inc(s->srv->hub.m.bytes_out[TC_PROTO_RTMP], n);
+    s->srv->hub.out_pending[TC_PROTO_RTMP] += n;
     return 0;
 }
 
@@ -213,7 +226,12 @@ static void sub_end(tc_sub_t *sub, const char *reason)
     close_after_flush(s);
 }
 
-static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end};
+static void sub_flush(tc_sub_t *sub)
+{
+    tc_flush_direct(SESSION_OF(sub)->bev);
+}
+
+static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end, sub_flush};
 
 /* ---- commands ----------------------------------------------------------- */
 
@@ -611,6 +629,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
     }
     s->held = evbuffer_get_length(in);
+    if (s->pub != NULL)
+        tc_hub_flush(s->pub);   /* one write per viewer for this whole read */
     ack_if_due(s);
 }
 

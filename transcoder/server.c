@@ -27,6 +27,7 @@ static const core_conf_def_t defs_tmpl[] = {
     {"publish-secret", CORE_CONF_STR, "", "HMAC-SHA256 key for signed stream keys NAME?exp=UNIX&sig=HEX; empty: publishing is open (only safe on loopback)", NULL, 0, 0, NULL, CORE_CONF_SECRET, NULL, NULL},
     {"max-streams", CORE_CONF_INT, "1000", "published streams at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"rtmp-max-sessions", CORE_CONF_INT, "10000", "RTMP connections at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
+    {"viewer-flush-ms", CORE_CONF_INT, "0", "merge writes to viewers over this many ms (fewer syscalls, more latency); 0: write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
 };
 #define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[NDEFS];
@@ -36,7 +37,7 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
     void *ptrs[NDEFS] = {&tc->rtmp_chunk_size, &tc->rtmp_max_message, &tc->viewer_queue_bytes,
                          &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
-                         &tc->max_streams, &tc->max_sessions};
+                         &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms};
 
     memcpy(defs, defs_tmpl, sizeof(defs));
     for (size_t i = 0; i < NDEFS; i++)

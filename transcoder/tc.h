@@ -21,6 +21,7 @@ typedef struct tc_conf {
     char *publish_secret;          /* HMAC key for stream keys, "" = open */
     long long max_streams;         /* published streams at once */
     long long max_sessions;        /* RTMP connections at once */
+    long long viewer_flush_ms;     /* merge viewer writes over this window (0: none) */
 } tc_conf_t;
 
 /* Register the transcoder's directives (storage in *tc). */

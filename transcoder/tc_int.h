@@ -13,13 +13,16 @@
 struct event_base;
 struct event;
 struct evbuffer;
+struct bufferevent;
 
 /* ---- packets ------------------------------------------------------------ */
 
 /* One immutable media packet, reference counted, shared by every viewer.
- * flv[] holds the complete FLV tag (header, payload, PreviousTagSize); the
- * RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. The chunked
- * RTMP form is built on first use and then shared too. */
+ * flv points at the complete FLV tag (header, payload, PreviousTagSize);
+ * the RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. Around
+ * the tag sit an HTTP/1.1 chunk header and CRLF, so chunked viewers share
+ * one buffer too. The chunked RTMP form is built on first use and then
+ * shared. */
 typedef struct tc_pkt {
     int refs;
     uint8_t type;              /* FLV_TAG_AUDIO / VIDEO / SCRIPT */
@@ -30,8 +33,16 @@ typedef struct tc_pkt {
     uint64_t arrival_us;       /* when its last byte arrived */
     uint8_t *rtmp;             /* chunked for RTMP play, or NULL */
     size_t rtmp_len;
-    uint8_t flv[];
+    uint8_t *flv;              /* the FLV tag, inside buf */
+    uint8_t chunk_hdr;         /* length of the "%x\r\n" before flv */
+    uint8_t buf[];
 } tc_pkt_t;
+
+typedef enum tc_form {
+    TC_FORM_FLV,               /* the FLV tag */
+    TC_FORM_FLV_CHUNKED,       /* the FLV tag as one HTTP/1.1 chunk */
+    TC_FORM_RTMP,              /* RTMP chunks */
+} tc_form_t;
 
 /* New packet holding a copy of payload. NULL on -ENOMEM. */
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len);
@@ -50,11 +61,11 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Append the packet to out by reference (no copy); the reference is
- * dropped, and the server-added latency recorded, once those bytes have
- * left out. rtmp selects the chunked form. Returns bytes added or
- * -ENOMEM. */
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, int rtmp, uint32_t chunk_size);
+/* Append the packet in the given form to out by reference (no copy); the
+ * reference is dropped, and the server-added latency recorded, once those
+ * bytes have left out. chunk_size is for TC_FORM_RTMP. Returns bytes added
+ * or -ENOMEM. */
+ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -78,6 +89,9 @@ typedef struct tc_sub_ops {
      * the subscriber is already detached; it ends its output and frees
      * itself. */
     void (*end)(tc_sub_t *sub, const char *reason);
+    /* Write what was queued since the last flush to the socket now (one
+     * writev, no event registration when it all fits). Never frees. */
+    void (*flush)(tc_sub_t *sub);
 } tc_sub_ops_t;
 
 struct tc_sub {
@@ -86,6 +100,7 @@ struct tc_sub {
     const tc_sub_ops_t *ops;
     tc_proto_t proto;
     int waiting_key;           /* dropping until the next keyframe */
+    int dirty;                 /* queued bytes since the last flush */
     uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
     uint64_t dropped;
 };
@@ -105,6 +120,7 @@ struct tc_stream {
     char options[256];         /* stream key query other than exp/sig */
     void *publisher;           /* the publishing session, NULL in grace */
     struct event *grace_ev;
+    struct event *flush_ev;    /* viewer-flush-ms: merged writes pending */
     uint64_t started_ms;
     tc_pkt_t *meta, *vconfig, *aconfig;
     tc_pkt_t **gop;            /* packets since the last keyframe */
@@ -168,6 +184,7 @@ struct tc_hub {
     int nstreams;
     tc_hub_metrics_t m;
     tc_hub_source_t source;    /* all NULL: only RTMP publishers */
+    int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -192,9 +209,22 @@ void tc_hub_unpublish(tc_stream_t *s);
 int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
                 uint64_t arrival_us);
 
+/* Write out what tc_hub_push queued to viewers. A producer calls it once
+ * after each batch of pushes (one read from the publisher's socket), so a
+ * viewer gets one write per batch instead of one per packet. With
+ * viewer-flush-ms > 0 the write happens at most that much later, merging
+ * the batches in between (SRS calls this merged write). */
+void tc_hub_flush(tc_stream_t *s);
+
+/* Write a viewer's queued output directly to fd: one writev now, and the
+ * bufferevent's write event only while something is left (the changes
+ * cancel out in libevent's change list when everything was written). */
+void tc_flush_direct(struct bufferevent *bev);
+
 /* Attach a subscriber: it receives metadata, sequence headers and the GOP
- * cache at once (through ops->packet), then live packets. Returns 0 or -1
- * when the subscriber failed meanwhile (and was freed). */
+ * cache at once (through ops->packet) and they are flushed, then live
+ * packets. Returns 0 or -1 when the subscriber failed meanwhile (and was
+ * freed). */
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto);
 void tc_hub_detach(tc_sub_t *sub);
 
@@ -214,6 +244,9 @@ void tc_waiter_cancel(tc_waiter_t *w);
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
 void tc_latency_reset(void);
+/* While muted, packet bytes released without being written (a viewer's
+ * queue freed on disconnect) are not counted as latency samples. */
+void tc_latency_mute(int on);
 
 /* ---- outputs and the server ------------------------------------------- */
 

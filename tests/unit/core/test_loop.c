@@ -79,33 +79,6 @@ START_TEST(sigterm_stops_loop)
 }
 END_TEST
 
-static int ticks_at_hook;
-
-static void slow_hook(void *arg)
-{
-    ticks_at_hook = ticks;
-    usleep(30000);   /* several timer periods pass inside the hook */
-}
-
-static void tick_then_stop(void *arg)
-{
-    if (++ticks == 2)
-        core_loop_shutdown(arg);
-}
-
-START_TEST(no_periodic_callback_after_shutdown_hooks)
-{
-    loop = core_loop_new();
-    ticks = 0;
-    core_loop_on_shutdown(loop, slow_hook, NULL);
-    core_loop_every(loop, 5, tick_then_stop, loop);
-    ck_assert_int_eq(core_loop_run(loop), 0);
-    /* a hook frees what periodic callbacks use: none may run after it */
-    ck_assert_int_eq(ticks, ticks_at_hook);
-    core_loop_free(&loop);
-}
-END_TEST
-
 START_TEST(clocks)
 {
     uint64_t a = core_mono_us(), b;
@@ -125,7 +98,6 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, listen_and_busy);
-    tcase_add_test(tc, no_periodic_callback_after_shutdown_hooks);
     tcase_add_test(tc, timer_and_shutdown_hooks);
     tcase_add_test(tc, sigterm_stops_loop);
     tcase_add_test(tc, clocks);

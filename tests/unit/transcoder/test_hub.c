@@ -18,6 +18,7 @@ typedef struct fake {
     int n;
     size_t queued;             /* what queued() reports */
     int ended;
+    int flushes;
     char reason[16];
 } fake_t;
 
@@ -43,7 +44,12 @@ static void f_end(tc_sub_t *sub, const char *reason)
     snprintf(f->reason, sizeof(f->reason), "%s", reason);
 }
 
-static const tc_sub_ops_t fops = {f_packet, f_queued, f_end};
+static void f_flush(tc_sub_t *sub)
+{
+    ((fake_t *)sub)->flushes++;
+}
+
+static const tc_sub_ops_t fops = {f_packet, f_queued, f_end, f_flush};
 
 static void fake_clear(fake_t *f)
 {
@@ -122,13 +128,47 @@ START_TEST(gop_cache_on_attach)
     /* the packet is an FLV tag whose body is the RTMP payload */
     ck_assert_int_eq(f.got[2]->flv[0], FLV_TAG_VIDEO);
     ck_assert_mem_eq(tc_pkt_payload(f.got[2]), avc_key, sizeof(avc_key));
-    /* live packets follow; the same packet object is shared */
+    ck_assert_int_eq(f.flushes, 1);     /* the start is written at once */
+    /* live packets follow; the same packet object is shared; one flush
+     * per batch */
     push(s, FLV_TAG_VIDEO, 120, avc_inter, sizeof(avc_inter));
-    ck_assert_int_eq(f.n, 6);
+    push(s, FLV_TAG_AUDIO, 130, aac_raw, sizeof(aac_raw));
+    ck_assert_int_eq(f.flushes, 1);
+    tc_hub_flush(s);
+    ck_assert_int_eq(f.flushes, 2);
+    tc_hub_flush(s);
+    ck_assert_int_eq(f.flushes, 2);
+    ck_assert_int_eq(f.n, 7);
+    f.n--;
+    tc_pkt_unref(f.got[f.n]);
     ck_assert_int_eq(s->nsubs[TC_PROTO_FLV], 1);
-    ck_assert_ptr_eq(f.got[5], s->gop[s->ngop - 1]);
+    ck_assert_ptr_eq(f.got[5], s->gop[s->ngop - 2]);
     tc_hub_detach(&f.sub);
     ck_assert_int_eq(s->nsubs[TC_PROTO_FLV], 0);
+    fake_clear(&f);
+}
+END_TEST
+
+START_TEST(merged_writes)
+{
+    tc_stream_t *s = publish("m");
+    fake_t f = {0};
+    struct timeval tv = {0, 60 * 1000};
+
+    conf.viewer_flush_ms = 20;
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV);
+    ck_assert_int_eq(f.flushes, 1);
+    for (int i = 1; i <= 3; i++) {
+        push(s, FLV_TAG_VIDEO, (uint32_t)(i * 33), avc_inter, sizeof(avc_inter));
+        tc_hub_flush(s);
+    }
+    ck_assert_int_eq(f.flushes, 1);    /* held back ... */
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    ck_assert_int_eq(f.flushes, 2);    /* ... and written once */
+    ck_assert_int_eq(f.n, 4);
+    tc_hub_detach(&f.sub);
     fake_clear(&f);
 }
 END_TEST
@@ -329,6 +369,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, gop_cache_on_attach);
     tcase_add_test(tc, no_gop_cache_waits_for_keyframe);
+    tcase_add_test(tc, merged_writes);
     tcase_add_test(tc, slow_viewer_drops_then_is_cut);
     tcase_add_test(tc, one_publisher_per_stream);
     tcase_add_test(tc, max_streams);

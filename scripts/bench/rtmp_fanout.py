@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""Fan-out benchmark: N viewers of one ~2 Mbps 720p30 stream on loopback,
+oborod serving HTTP-FLV side by side with nginx-rtmp (Debian nginx +
+libnginx-mod-rtmp) serving RTMP play of the same stream, in the same run.
+
+For each N it reports the server's CPU (one process each: oborod's loop
+thread, nginx with one worker and no master), CPU per viewer, whether
+every viewer got >= 90% of the stream's bytes (no drops), and viewers per
+core (N / cores used). Then oborod's server-added latency (last byte of a
+packet in -> its bytes written to a viewer socket), a glass-to-glass probe
+over HTTP-FLV under load, and memory per idle viewer.
+
+    scripts/bench/rtmp_fanout.py [--levels 250,500,1000] [--measure 5]
+
+Needs a built oborod (build/cmd/oborod), ffmpeg, nginx, libnginx-mod-rtmp
+and cc. Uses only 127.0.0.1 and temporary files; cleans up its processes.
+"""
+import argparse
+import http.client
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OBOROD = os.environ.get("OBORO_BIN", os.path.join(ROOT, "build", "cmd", "oborod"))
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+    procs.append(p)
+    return p
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d never opened" % port)
+
+
+def get_json(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return json.loads(body) if r.status == 200 else None
+
+
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def run_viewers(tool, mode, port, name, n, warm, measure, server_pid):
+    """Run the load tool; sample server CPU over its measurement window."""
+    p = subprocess.Popen([tool, mode, "127.0.0.1", str(port), name, str(n), str(warm), str(measure)],
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    procs.append(p)
+    line = p.stdout.readline()
+    assert "measuring" in line, line
+    c0, t0 = cpu_seconds(server_pid), time.time()
+    out = p.stdout.readline()
+    c1, t1 = cpu_seconds(server_pid), time.time()
+    p.wait()
+    res = json.loads(out)
+    res["cpu"] = (c1 - c0) / (t1 - t0)   # cores used
+    return res
+
+
+# ---- a tiny RTMP publisher for the probes (simple handshake) -----------------
+
+def amf_str(s):
+    b = s.encode()
+    return b"\x02" + len(b).to_bytes(2, "big") + b
+
+
+def amf_num(x):
+    return b"\x00" + struct.pack(">d", x)
+
+
+def chunk(csid, ts, mtype, msid, payload, size=128):
+    out = (bytes([csid]) + (ts & 0xFFFFFF).to_bytes(3, "big") + len(payload).to_bytes(3, "big") +
+           bytes([mtype]) + struct.pack("<I", msid))
+    out += payload[:size]
+    for i in range(size, len(payload), size):
+        out += bytes([0xC0 | csid]) + payload[i:i + size]
+    return out
+
+
+def mini_publish(port, name):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"\x03" + bytes(1536))
+    got = b""
+    while len(got) < 3073:
+        got += s.recv(8192)
+    s.sendall(got[1:1537])
+    s.sendall(chunk(3, 0, 20, 0, amf_str("connect") + amf_num(1) + b"\x03\x00\x03app" +
+                    amf_str("live") + b"\x00\x00\x09"))
+    s.sendall(chunk(3, 0, 20, 0, amf_str("createStream") + amf_num(2) + b"\x05"))
+    s.sendall(chunk(4, 0, 20, 1, amf_str("publish") + amf_num(3) + b"\x05" + amf_str(name) +
+                    amf_str("live")))
+    s.sendall(chunk(6, 0, 9, 1, b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f"))  # AVC sequence header
+    return s
+
+
+def latency_probe(http_port, rtmp_port, seconds):
+    """Publish 30 small keyframes/s carrying their send time; a viewer over
+    HTTP-FLV computes receive - send for each. Returns sorted ms."""
+    s = mini_publish(rtmp_port, "probe")
+    samples = []
+    stop = threading.Event()
+
+    def send():
+        ts = 0
+        while not stop.is_set():
+            body = b"\x17\x01\x00\x00\x00" + struct.pack(">d", time.monotonic()) + bytes(200)
+            s.sendall(chunk(6, ts, 9, 1, body))
+            ts += 33
+            time.sleep(1 / 30)
+
+    th = threading.Thread(target=send)
+    th.start()
+    time.sleep(0.3)
+    c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+    c.request("GET", "/live/probe.flv")
+    r = c.getresponse()
+    r.read(13)
+    end = time.time() + seconds
+    skip = 2  # sequence header and the cached keyframe are old on purpose
+    while time.time() < end:
+        h = r.read(11)
+        size = int.from_bytes(h[1:4], "big")
+        body = r.read(size)
+        r.read(4)
+        if h[0] == 9 and size >= 13 and body[1] == 1:
+            if skip > 0:
+                skip -= 1
+                continue
+            samples.append((time.monotonic() - struct.unpack(">d", body[5:13])[0]) * 1000)
+    stop.set()
+    th.join()
+    c.close()
+    s.close()
+    return sorted(samples)
+
+
+def pct(xs, p):
+    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levels", default="250,500,1000,2000")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--measure", type=float, default=5.0)
+    ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--probe-viewers", type=int, default=1000)
+    ap.add_argument("--flush-ms", type=int, default=50,
+                    help="viewer-flush-ms of the second oborod (merged writes)")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = tempfile.mkdtemp(prefix="oboro-bench-rtmp-")
+    try:
+        tool = os.path.join(tmp, "viewers")
+        subprocess.run(["cc", "-O2", "-o", tool, os.path.join(ROOT, "scripts", "bench", "rtmp_flv_viewers.c")],
+                       check=True)
+        src = os.path.join(tmp, "src.flv")
+        print("# encoding 20 s of 1280x720p30 H.264 ~1.9 Mbps + AAC 96k ...", flush=True)
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc2=size=1280x720:rate=30", "-f", "lavfi", "-i", "sine=frequency=440",
+                        "-t", "20", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "1900k",
+                        "-maxrate", "1900k", "-bufsize", "1900k", "-g", "60", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-b:a", "96k", "-y", src], check=True)
+        bitrate = int(json.loads(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=bit_rate", "-of", "json", src],
+            capture_output=True, check=True).stdout)["format"]["bit_rate"])
+
+        o_rtmp, o_http, o_resp, o_raft = free_port(), free_port(), free_port(), free_port()
+        od = spawn([OBOROD, "--port", str(o_resp), "--rtmp-port", str(o_rtmp), "--http-port", str(o_http),
+                    "--raft-port", str(o_raft), "--dir", os.path.join(tmp, "data"), "--loglevel", "warning",
+                    "--rtmp-max-sessions", "100000"],
+                   stdout=open(os.path.join(tmp, "oborod.log"), "w"), stderr=subprocess.STDOUT, cwd=tmp)
+        m_rtmp, m_http, m_resp, m_raft = free_port(), free_port(), free_port(), free_port()
+        om = spawn([OBOROD, "--port", str(m_resp), "--rtmp-port", str(m_rtmp), "--http-port", str(m_http),
+                    "--raft-port", str(m_raft), "--dir", os.path.join(tmp, "data2"), "--loglevel", "warning",
+                    "--rtmp-max-sessions", "100000", "--viewer-flush-ms", str(args.flush_ms)],
+                   stdout=open(os.path.join(tmp, "oborod2.log"), "w"), stderr=subprocess.STDOUT, cwd=tmp)
+        n_port = free_port()
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n"
+                    "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+                    "worker_rlimit_nofile 65536;\n"
+                    "pid %s/nginx.pid;\nerror_log %s/nginx-error.log warn;\n"
+                    "events { worker_connections 65536; }\n"
+                    "rtmp { server { listen 127.0.0.1:%d; chunk_size 4096;\n"
+                    "  application live { live on; } } }\n" % (tmp, tmp, n_port))
+        ng = spawn(["nginx", "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log"), "-c", conf])
+        wait_port(o_rtmp)
+        wait_port(m_rtmp)
+        wait_port(n_port)
+        for port in (o_rtmp, m_rtmp, n_port):
+            spawn(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", src,
+                   "-c", "copy", "-f", "flv", "rtmp://127.0.0.1:%d/live/bench" % port],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(3)
+
+        # memory per idle viewer first, while the processes are fresh: a
+        # stream that sends nothing, N viewers attached
+        idle = mini_publish(o_rtmp, "idle")
+        ng_idle = mini_publish(n_port, "idle")
+        time.sleep(0.5)
+        res = {}
+        for name, mode, port, pid in (("oborod", "flv", o_http, od.pid), ("nginx", "rtmp", n_port, ng.pid)):
+            before = rss_kib(pid)
+            p = subprocess.Popen([tool, mode, "127.0.0.1", str(port), "idle", str(args.idle), "2", "2"],
+                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            procs.append(p)
+            p.stdout.readline()
+            during = rss_kib(pid)
+            p.wait()
+            res[name] = (during - before) * 1024 / args.idle
+        idle.close()
+        ng_idle.close()
+        print("# memory per idle viewer (RSS delta / %d): oborod HTTP-FLV %.1f KiB, nginx-rtmp RTMP %.1f KiB"
+              % (args.idle, res["oborod"] / 1024, res["nginx"] / 1024))
+
+        expected = bitrate / 8 * args.measure
+        print("# stream %.2f Mbps; a viewer is served without drops when it got >= 90%% of %.0f bytes"
+              % (bitrate / 1e6, expected))
+        print("columns per server: cores used, CPU us per viewer-second, all viewers served, slowest viewer")
+        print("%-7s | %-30s | %-30s | %-30s | %s" % ("viewers", "oborod HTTP-FLV", "oborod HTTP-FLV flush %dms" % args.flush_ms,
+                                                     "nginx-rtmp RTMP play", "CPU/viewer nginx / oborod"))
+        servers = (("oborod", "flv", o_http, od.pid), ("merged", "flv", m_http, om.pid), ("nginx", "rtmp", n_port, ng.pid))
+        best = {"oborod": None, "merged": None, "nginx": None}
+        for n in levels:
+            row = {}
+            for name, mode, port, pid in servers:
+                mport = {"oborod": o_http, "merged": m_http}.get(name)
+                d0 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
+                r = run_viewers(tool, mode, port, "bench", n, args.warmup, args.measure, pid)
+                d1 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
+                r["ok"] = r["failed"] == 0 and r["min"] >= 0.9 * expected * r["seconds"] / args.measure \
+                    and d1 == d0
+                r["us_per_viewer_s"] = r["cpu"] * 1e6 / n
+                r["per_core"] = n / r["cpu"] if r["cpu"] > 0 else float("inf")
+                row[name] = r
+                if r["ok"]:
+                    best[name] = r
+                time.sleep(1)
+            o, m, g = row["oborod"], row["merged"], row["nginx"]
+            cell = lambda r: "%5.2f %7.1f %-5s %4.0f%%" % (r["cpu"], r["us_per_viewer_s"], r["ok"], 100 * r["min"] / expected)
+            print("%-7d | %-30s | %-30s | %-30s | %.2fx, %.2fx (flush)"
+                  % (n, cell(o), cell(m), cell(g), g["us_per_viewer_s"] / o["us_per_viewer_s"],
+                     g["us_per_viewer_s"] / m["us_per_viewer_s"]), flush=True)
+        for name in ("oborod", "merged", "nginx"):
+            b = best[name]
+            if b:
+                print("# %s: largest N without drops %d, viewers per core %.0f" % (name, b["viewers"], b["per_core"]))
+            else:
+                print("# %s: no level was served without drops" % name)
+        for name in ("oborod", "merged"):
+            if best[name] and best["nginx"]:
+                print("# viewers per core, %s / nginx-rtmp: %.2fx" % (name, best[name]["per_core"] / best["nginx"]["per_core"]))
+        for name, port in (("oborod", o_http), ("merged", m_http)):
+            lat = get_json(port, "/api/streams")["latency_us"]
+            print("# %s server-added latency under the last level (last %d samples of %d): p50 %d us, p99 %d us, max %d us"
+                  % (name, min(8192, lat["samples"]), lat["samples"], lat["p50"], lat["p99"], lat["max"]))
+
+        # glass-to-glass over HTTP-FLV (no encoder or decoder: publisher
+        # socket to viewer socket), idle and with viewers attached
+        for name, hport, rport in (("oborod", o_http, o_rtmp), ("merged", m_http, m_rtmp)):
+            for n in (0, args.probe_viewers):
+                load = None
+                if n:
+                    load = subprocess.Popen([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "8"],
+                                            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                    procs.append(load)
+                    time.sleep(1.5)
+                ms = latency_probe(hport, rport, 5)
+                if load:
+                    load.wait()
+                print("# %s probe over HTTP-FLV, %d other viewers: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+                      % (name, n, len(ms), pct(ms, 0.5), pct(ms, 0.99), ms[-1] if ms else float("nan")), flush=True)
+
+    finally:
+        cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
