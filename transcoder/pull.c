@@ -219,11 +219,13 @@ uint64_t tc_pull_backoff_ms(unsigned attempt, uint32_t rnd)
 
 /* ---- directives --------------------------------------------------------- */
 
+static const char *const rtmp_clients[] = {"native", "libavformat", NULL};
 static const core_conf_def_t defs_tmpl[] = {
     {"pull", CORE_CONF_LIST, "", "repeatable: 'PATTERN URL-TEMPLATE [on-demand|always]' pulls streams matching PATTERN (e.g. live/*) from the origin URL ($app, $name substituted)", NULL, 0, 0, NULL, 0, NULL, NULL},
     {"pull-workers", CORE_CONF_INT, "0", "pull worker threads kept ready (0: one per core); a stream being pulled occupies one while it runs", NULL, 0, 4096, NULL, 0, NULL, NULL},
     {"pull-start-timeout-ms", CORE_CONF_INT, "5000", "a viewer of an on-demand stream waits this long for its first keyframe", NULL, 100, 600000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
     {"pull-idle-ms", CORE_CONF_INT, "10000", "an on-demand pull stops this long after its last viewer left", NULL, 0, 86400000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"pull-rtmp-client", CORE_CONF_ENUM, "native", "rtmp:// origins given by IP address: native (on the event loop, no worker thread) or libavformat (worker threads, like every other scheme)", NULL, 0, 0, rtmp_clients, 0, NULL, NULL},
     {"pull-timeout-ms", CORE_CONF_INT, "10000", "an origin that sends nothing this long (or does not answer) is dropped and reconnected", NULL, 500, 600000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
 };
 #define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
@@ -232,7 +234,7 @@ static core_conf_def_t defs[NDEFS];
 int tc_pull_conf_register(core_conf_t *c, tc_pull_conf_t *pc)
 {
     void *ptrs[NDEFS] = {&pc->rules, &pc->workers, &pc->start_timeout_ms, &pc->idle_ms,
-                         &pc->timeout_ms};
+                         &pc->rtmp_client, &pc->timeout_ms};
 
     memcpy(defs, defs_tmpl, sizeof(defs));
     for (size_t i = 0; i < NDEFS; i++)
@@ -293,6 +295,10 @@ struct pull_stream {
     ps_state_t state;
     job_t *job;
     tc_stream_t *hs;           /* published in the hub, or NULL */
+    tc_pull_rtmp_t *rc;        /* native RTMP connection, or NULL */
+    tc_pull_rtmp_url_t ru;
+    int native;                /* rtmp:// with a numeric host: no worker */
+    uint64_t opened_ms;
     tc_waiter_t *waiters;
     int has_video, key_seen;
     int dirty;                 /* pushed since the last tc_hub_flush() */
@@ -876,6 +882,66 @@ static void resolve_waiters(pull_stream_t *ps, tc_stream_t *s, int err)
     }
 }
 
+static void ps_down(pull_stream_t *ps, const char *why, int opened);
+static void ps_opened(pull_stream_t *ps, int has_video, const char *desc);
+static void ps_tag(pull_stream_t *ps, uint8_t type, uint32_t ts, const uint8_t *data, uint32_t len,
+                   uint64_t arrival_us);
+
+static void rc_opened(void *arg)
+{
+    ps_opened(arg, -1, "client=native");
+}
+
+static void rc_tag(void *arg, uint8_t type, uint32_t ts, const uint8_t *body, uint32_t len,
+                   uint64_t arrival_us)
+{
+    ps_tag(arg, type, ts, body, len, arrival_us);
+}
+
+static void rc_batch_end(void *arg)
+{
+    pull_stream_t *ps = arg;
+
+    if (ps->dirty && ps->hs != NULL) {
+        ps->dirty = 0;
+        tc_hub_flush(ps->hs);
+    }
+}
+
+static void rc_done(void *arg, int opened, const char *why)
+{
+    pull_stream_t *ps = arg;
+
+    ps->rc = NULL;   /* it frees itself */
+    ps_down(ps, why, opened);
+}
+
+static const tc_pull_rtmp_ops_t rc_ops = {rc_opened, rc_tag, rc_batch_end, rc_done};
+
+/* Start one connection attempt: natively for rtmp:// with a numeric host,
+ * else as a job for the workers. Returns 0 or a negative errno. */
+static int conn_start(pull_stream_t *ps)
+{
+    if (!ps->native)
+        return job_start(ps);
+    ps->rc = tc_pull_rtmp_start(ps->p->srv->base, &ps->ru, ps->p->conf->timeout_ms, &rc_ops, ps);
+    if (ps->rc == NULL)
+        return -ENOMEM;
+    ps->state = PS_CONNECTING;
+    ps->key_seen = 0;
+    core_metric_inc(ps->p->m.starts, 1);
+    return 0;
+}
+
+static void conn_stop(pull_stream_t *ps)
+{
+    if (ps->job != NULL) {
+        job_stop(ps->job);
+        ps->job = NULL;
+    }
+    tc_pull_rtmp_stop(&ps->rc);
+}
+
 static int viewers(const pull_stream_t *ps)
 {
     const tc_stream_t *s = ps->hs;
@@ -909,10 +975,7 @@ static void ps_stop(pull_stream_t *ps, int err, const char *why)
     if (why != NULL)
         core_log_info("pull", "pull stopped", "stream=%s reason=\"%s\" reconnects=%llu", ps->full,
                       why, (unsigned long long)ps->reconnects);
-    if (ps->job != NULL) {
-        job_stop(ps->job);
-        ps->job = NULL;
-    }
+    conn_stop(ps);
     if (ps->hs != NULL) {
         tc_hub_unpublish(ps->hs);
         ps->hs = NULL;
@@ -922,9 +985,7 @@ static void ps_stop(pull_stream_t *ps, int err, const char *why)
     ps_free(ps);
 }
 
-static void ps_down(pull_stream_t *ps, const char *why, int opened);
-
-static void on_opened(pull_stream_t *ps, const msg_t *m)
+static void ps_opened(pull_stream_t *ps, int has_video, const char *desc)
 {
     tc_pull_t *p = ps->p;
     int err = 0;
@@ -936,8 +997,7 @@ static void on_opened(pull_stream_t *ps, const msg_t *m)
         const char *why = err == -EBUSY ? "stream is published by someone else"
                           : err == -ENOSPC ? "too many streams" : "out of memory";
 
-        job_stop(ps->job);
-        ps->job = NULL;
+        conn_stop(ps);
         if (other != NULL)
             resolve_waiters(ps, other, 0);
         ps_down(ps, why, 1);
@@ -945,39 +1005,44 @@ static void on_opened(pull_stream_t *ps, const msg_t *m)
     }
     ps->hs = hs;
     ps->state = PS_LIVE;
-    ps->has_video = m->has_video;
+    ps->has_video = has_video;
+    ps->opened_ms = core_mono_ms();
     core_metric_inc(p->m.live, 1);
     core_log_info("pull", "pulling", "stream=%s url=\"%s\" %s reconnects=%llu", ps->full, ps->url,
-                  (const char *)m->data, (unsigned long long)ps->reconnects);
+                  desc, (unsigned long long)ps->reconnects);
 }
 
-static void on_tag(pull_stream_t *ps, const msg_t *m)
+static void ps_tag(pull_stream_t *ps, uint8_t type, uint32_t ts, const uint8_t *data, uint32_t len,
+                   uint64_t arrival_us)
 {
     int key = 0, rv;
 
     if (ps->hs == NULL)
         return;
-    if (m->type == FLV_TAG_VIDEO) {
+    if (type == FLV_TAG_VIDEO) {
         flv_video_info_t v;
 
-        key = flv_video_parse(m->data, m->len, &v) == 0 && v.keyframe && v.pkt == FLV_VPKT_FRAME;
-    } else if (m->type == FLV_TAG_AUDIO) {
+        ps->has_video = 1;
+        key = flv_video_parse(data, len, &v) == 0 && v.keyframe && v.pkt == FLV_VPKT_FRAME;
+    } else if (type == FLV_TAG_AUDIO) {
         flv_audio_info_t a;
 
-        key = !ps->has_video && flv_audio_parse(m->data, m->len, &a) == 0 && !a.seq_header;
+        /* not told whether video comes (native RTMP): audio-only after 2 s */
+        if (ps->has_video < 0 && core_mono_ms() - ps->opened_ms > 2000)
+            ps->has_video = 0;
+        key = ps->has_video == 0 && flv_audio_parse(data, len, &a) == 0 && !a.seq_header;
     }
-    rv = tc_hub_push(ps->hs, m->type, m->ts, m->data, m->len, m->arrival_us);
+    rv = tc_hub_push(ps->hs, type, ts, data, len, arrival_us);
     if (rv == -EPROTO)
         return;   /* a body too short for its codec: skipped, as RTMP would not */
     if (rv != 0) {
-        job_stop(ps->job);
-        ps->job = NULL;
+        conn_stop(ps);
         ps_down(ps, "out of memory", 1);
         return;
     }
-    ps->bytes += m->len;
+    ps->bytes += len;
     ps->dirty = 1;
-    core_metric_inc(ps->p->m.bytes, m->len);
+    core_metric_inc(ps->p->m.bytes, len);
     if (key && !ps->key_seen) {
         ps->key_seen = 1;
         ps->attempt = 0;
@@ -1049,9 +1114,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
         next = m->next;
         if (ps != NULL) {
             if (m->kind == MSG_OPENED)
-                on_opened(ps, m);
+                ps_opened(ps, m->has_video, (const char *)m->data);
             else if (m->kind == MSG_TAG)
-                on_tag(ps, m);
+                ps_tag(ps, m->type, m->ts, m->data, m->len, m->arrival_us);
             else
                 on_done(ps, m);
         }
@@ -1102,7 +1167,9 @@ static pull_stream_t *ps_new(tc_pull_t *p, const tc_pull_rule_t *r, const char *
     p->streams = ps;
     p->nstreams++;
     core_metric_set(p->m.streams, p->nstreams);
-    rv = job_start(ps);
+    ps->native = ps->p->conf->rtmp_client == 0 &&
+                 tc_pull_rtmp_url_parse(ps->url, &ps->ru) == 0 && ps->ru.numeric;
+    rv = conn_start(ps);
     if (rv != 0) {
         core_log_warn("pull", "cannot start a pull worker", "stream=%s err=%d", ps->full, rv);
         ps_free(ps);
@@ -1158,7 +1225,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             }
         }
         if (ps->state == PS_BACKOFF && now >= ps->retry_at_ms) {
-            if (job_start(ps) == 0) {
+            if (conn_start(ps) == 0) {
                 ps->reconnects++;
                 core_metric_inc(p->m.reconnects, 1);
             } else {

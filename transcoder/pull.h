@@ -23,11 +23,12 @@ typedef struct tc_pull_conf {
     long long workers;             /* worker threads kept ready; 0: cores */
     long long start_timeout_ms;    /* a viewer waits this long for a keyframe */
     long long idle_ms;             /* an on-demand pull stops this long after its last viewer */
+    int rtmp_client;               /* 0 native, 1 libavformat (rtmp:// with an IP) */
     long long timeout_ms;          /* origin silent this long: reconnect */
 } tc_pull_conf_t;
 
-/* Register pull, pull-workers, pull-start-timeout-ms, pull-idle-ms and
- * pull-timeout-ms (storage in *pc, borrowed). publish-grace-ms of the hub
+/* Register pull, pull-workers, pull-start-timeout-ms, pull-idle-ms,
+ * pull-rtmp-client and pull-timeout-ms (storage in *pc, borrowed). publish-grace-ms of the hub
  * is what keeps viewers attached through an origin outage. Returns 0 or
  * the errors of core_conf_add(). */
 int tc_pull_conf_register(core_conf_t *c, tc_pull_conf_t *pc);

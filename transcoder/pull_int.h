@@ -62,4 +62,40 @@ int64_t tc_pull_ts_map(tc_pull_ts_t *t, int track, int64_t in_ms);
  * random value). */
 uint64_t tc_pull_backoff_ms(unsigned attempt, uint32_t rnd);
 
+/* ---- native RTMP client (pull_rtmp.c) ------------------------------- */
+
+struct event_base;
+
+typedef struct tc_pull_rtmp_url {
+    char host[256];
+    int port;                  /* 1935 when absent */
+    char app[128];
+    char stream[512];          /* the rest of the path, query included */
+    int numeric;               /* host is an IPv4 or IPv6 literal */
+} tc_pull_rtmp_url_t;
+
+/* Split rtmp://HOST[:PORT]/APP/STREAM. Returns 0 or -EINVAL. */
+int tc_pull_rtmp_url_parse(const char *url, tc_pull_rtmp_url_t *out);
+
+typedef struct tc_pull_rtmp tc_pull_rtmp_t;
+
+/* Callbacks on the loop thread. done() comes once, last; the client frees
+ * itself after it returns. The callbacks may call tc_pull_rtmp_stop(). */
+typedef struct tc_pull_rtmp_ops {
+    void (*opened)(void *arg);                    /* NetStream.Play.Start */
+    void (*tag)(void *arg, uint8_t type, uint32_t ts, const uint8_t *body, uint32_t len,
+                uint64_t arrival_us);             /* FLV tag body, normalised ts */
+    void (*batch_end)(void *arg);                 /* after each read from the socket */
+    void (*done)(void *arg, int opened, const char *why);
+} tc_pull_rtmp_ops_t;
+
+/* Connect to u (numeric host) and play its stream. timeout_ms bounds the
+ * connect, the handshake and every silence. Returns NULL on -ENOMEM or an
+ * address that does not parse; ops and arg are borrowed. */
+tc_pull_rtmp_t *tc_pull_rtmp_start(struct event_base *base, const tc_pull_rtmp_url_t *u,
+                                   int64_t timeout_ms, const tc_pull_rtmp_ops_t *ops, void *arg);
+
+/* Close without any further callback; *cp = NULL. */
+void tc_pull_rtmp_stop(tc_pull_rtmp_t **cp);
+
 #endif

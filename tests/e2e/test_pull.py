@@ -311,6 +311,29 @@ class OnDemandTest(unittest.TestCase):
             self.fail("live bytes per tag before %s, after %s" % (before, after))
 
 
+class LibavformatRtmpTest(unittest.TestCase):
+    """rtmp:// through libavformat on a worker thread instead of the native
+    client (pull-rtmp-client libavformat): same behaviour."""
+
+    def test_pull_through_worker(self):
+        origin = Origin()
+        try:
+            origin.publish("w1")
+            time.sleep(0.8)
+            with Oborod(args=["--pull", "live/* %s" % origin.url("$name"),
+                              "--pull-rtmp-client", "libavformat", "--pull-idle-ms", "300"]) as d:
+                s = probe(d.url("/live/w1.flv"))
+                self.assertEqual(s["video"]["codec_name"], "h264")
+                self.assertEqual(s["audio"]["codec_name"], "aac")
+                self.assertIn("video=h264 audio=aac", d.log_text())
+                status, _, _ = d.http_get("/live/nosuch.flv", timeout=20)
+                self.assertEqual(status, 404)
+                wait_for(lambda: not streams(d), what="idle stop")
+                self.assertGreaterEqual(metric(d, "oboro_pull_workers"), 1)
+        finally:
+            origin.close()
+
+
 class OriginOutageTest(unittest.TestCase):
     def test_origin_restart_resumes_viewer(self):
         origin = Origin()
@@ -420,7 +443,7 @@ class BadOriginTest(unittest.TestCase):
         self.assertEqual(st["source"], "pull")
         self.assertEqual(st["pull"]["mode"], "always")
         self.assertFalse(st["publishing"])
-        self.assertIn("cannot open origin", st["pull"]["last_error"])
+        self.assertIn("cannot connect to origin", st["pull"]["last_error"])
         self.assertEqual(self.d.proc.poll(), None)
 
     def test_silent_origin_times_out_and_leaving_viewers_are_forgotten(self):
