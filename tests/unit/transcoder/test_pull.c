@@ -123,6 +123,45 @@ START_TEST(url_expand)
 }
 END_TEST
 
+START_TEST(rtmp_url_parse)
+{
+    static const struct {
+        const char *url;
+        int rv;
+        const char *host, *app, *stream;
+        int port, numeric;
+    } cases[] = {
+        {"rtmp://127.0.0.1:1936/live/cam1", 0, "127.0.0.1", "live", "cam1", 1936, 1},
+        {"rtmp://origin-1/live/cam1?token=x", 0, "origin-1", "live", "cam1?token=x", 1935, 0},
+        {"rtmp://[::1]:1935/a/b/c", -EINVAL, NULL, NULL, NULL, 0, 0},   /* brackets: not supported */
+        {"rtmp://10.0.0.2/app/inst/name", 0, "10.0.0.2", "app", "inst/name", 1935, 1},
+        {"rtmp://h:0/a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp://h:99999/a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp://h:12x/a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp://h/a", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp://h/a/", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp:///a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmp://h", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"http://h/a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+        {"rtmps://h/a/b", -EINVAL, NULL, NULL, NULL, 0, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tc_pull_rtmp_url_t u;
+        int rv = tc_pull_rtmp_url_parse(cases[i].url, &u);
+
+        ck_assert_msg(rv == cases[i].rv, "case %s: %d", cases[i].url, rv);
+        if (rv != 0)
+            continue;
+        ck_assert_str_eq(u.host, cases[i].host);
+        ck_assert_str_eq(u.app, cases[i].app);
+        ck_assert_str_eq(u.stream, cases[i].stream);
+        ck_assert_int_eq(u.port, cases[i].port);
+        ck_assert_int_eq(u.numeric, cases[i].numeric);
+    }
+}
+END_TEST
+
 /* ---- timestamps ---------------------------------------------------------- */
 
 START_TEST(ts_starts_at_zero_and_follows)
@@ -225,6 +264,7 @@ int main(void)
     tcase_add_test(tc, rule_match);
     tcase_add_test(tc, names);
     tcase_add_test(tc, url_expand);
+    tcase_add_test(tc, rtmp_url_parse);
     suite_add_tcase(s, tc);
     tc = tcase_create("timestamps");
     tcase_add_test(tc, ts_starts_at_zero_and_follows);
