@@ -311,6 +311,31 @@ class OnDemandTest(unittest.TestCase):
             self.fail("live bytes per tag before %s, after %s" % (before, after))
 
 
+class AlwaysOnTest(unittest.TestCase):
+    def test_always_on_runs_without_viewers(self):
+        origin = Origin()
+        try:
+            origin.publish("cam3")
+            with Oborod(args=["--pull", "tv/boot %s always" % origin.url("cam3"),
+                              "--pull-idle-ms", "300"]) as d:
+                self.check(d)
+        finally:
+            origin.close()
+
+    def check(self, d):
+        def live():
+            st = streams(d).get("tv/boot")
+            return st if st and st["publishing"] and st["packets_in"] > 50 else None
+
+        st = wait_for(live, what="the always-on pull")
+        self.assertEqual(st["pull"]["mode"], "always")
+        self.assertEqual(st["viewers"]["total"], 0)
+        time.sleep(0.6)   # twice pull-idle-ms: an always-on pull does not idle out
+        self.assertTrue(streams(d)["tv/boot"]["publishing"])
+        s = probe("rtmp://127.0.0.1:%d/tv/boot" % d.rtmp_port)
+        self.assertEqual(s["video"]["codec_name"], "h264")
+
+
 class LibavformatRtmpTest(unittest.TestCase):
     """rtmp:// through libavformat on a worker thread instead of the native
     client (pull-rtmp-client libavformat): same behaviour."""
