@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* ---- packets ------------------------------------------------------------ */
 
@@ -85,10 +86,13 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size)
+ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
+                    int direct)
 {
-    const void *data;
+    const uint8_t *data;
     size_t len;
+    ssize_t w = 0;
+    struct evbuffer *out = bufferevent_get_output(bev);
 
     if (form == TC_FORM_RTMP) {
         if (tc_pkt_rtmp(p, chunk_size) != 0)
@@ -102,11 +106,23 @@ ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_
         data = p->flv;
         len = tc_pkt_flv_len(p);
     }
+    if (direct && evbuffer_get_length(out) == 0) {
+        /* the viewer keeps up: straight to the socket, nothing queued */
+        w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == (ssize_t)len) {
+            tc_latency_record(core_mono_us() - p->arrival_us);
+            return w;
+        }
+        if (w < 0)
+            w = 0;   /* EAGAIN, or an error the write event will report */
+    }
     tc_pkt_ref(p);
-    if (evbuffer_add_reference(out, data, len, ref_done, p) != 0) {
+    if (evbuffer_add_reference(out, data + w, len - (size_t)w, ref_done, p) != 0) {
         tc_pkt_unref(p);
         return -ENOMEM;
     }
+    if (w > 0 || direct)
+        bufferevent_enable(bev, EV_WRITE);
     return (ssize_t)len;
 }
 
@@ -153,11 +169,6 @@ void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
     *p50 = tmp[k / 2];
     *p99 = tmp[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1];
     *max = tmp[k - 1];
-}
-
-void tc_latency_reset(void)
-{
-    lat_n = 0;
 }
 
 /* ---- hub ---------------------------------------------------------------- */
@@ -351,6 +362,7 @@ void tc_hub_detach(tc_sub_t *sub)
         sub->next->prev = sub->prev;
     s->nsubs[sub->proto]--;
     core_metric_inc(s->hub->m.viewers[sub->proto], -1);
+    tc_viewers_leave(s->hub, s, sub);
     sub->stream = NULL;
     sub->next = sub->prev = NULL;
 }
@@ -459,6 +471,7 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->subs = sub;
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
+    tc_viewers_join(s->hub, s, sub);
     for (int i = 0; i < 3; i++)
         if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
             return -1;

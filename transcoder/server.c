@@ -92,7 +92,8 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
         goto err_after_alloc;
     if (core_http_route(http, "/live/", tc_httpflv_cb, s) != 0 ||
         core_http_route(http, "/api/streams", tc_api_cb, s) != 0 ||
-        core_http_route(http, "/api/streams/", tc_api_cb, s) != 0)
+        core_http_route(http, "/api/streams/", tc_api_cb, s) != 0 ||
+        core_http_route(http, "/api/ranking", tc_api_ranking_cb, s) != 0)
         goto err_after_alloc;
     s->lst = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                 -1, rtmp_fd);
@@ -119,6 +120,12 @@ void tc_server_free(tc_server_t **sp)
     tc_rtmp_session_free_all(s);
     tc_hub_close(&s->hub);
     tc_httpflv_free_all(s);
+    tc_viewers_stop(&s->hub);
     core_free(s);
     *sp = NULL;
+}
+
+int tc_server_set_cache(tc_server_t *s, struct cache_server *cache)
+{
+    return tc_viewers_start(&s->hub, cache);
 }

@@ -295,6 +295,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "oborod: cannot start RTMP: %s\n", strerror(-rv));
         return 1;
     }
+    rv = tc_server_set_cache(d.tc, d.cache); /* viewers in the live state */
+    if (rv != 0) {
+        fprintf(stderr, "oborod: cannot report viewers to the cache: %s\n", strerror(-rv));
+        return 1;
+    }
     {
         char err[512];
 
