@@ -16,6 +16,7 @@
  * remaining messages are dropped. */
 #include "transcoder/pull.h"
 
+#include "transcoder/llhls.h"
 #include "transcoder/pull_int.h"
 #include "transcoder/tc_int.h"
 
@@ -951,7 +952,12 @@ static int viewers(const pull_stream_t *ps)
         if (s != NULL && s->publisher != NULL)
             return 0;   /* someone else publishes it */
     }
-    return s != NULL ? s->nsubs[TC_PROTO_FLV] + s->nsubs[TC_PROTO_RTMP] : 0;
+    if (s == NULL)
+        return 0;
+    /* LL-HLS viewers are sessions of requests, not hub subscribers */
+    return s->nsubs[TC_PROTO_FLV] + s->nsubs[TC_PROTO_RTMP] +
+           (ps->p->srv->llhls != NULL && strcmp(ps->app, "live") == 0
+                ? (int)tc_llhls_viewers(ps->p->srv->llhls, ps->name) : 0);
 }
 
 static void ps_free(pull_stream_t *ps)

@@ -140,6 +140,7 @@ struct tc_stream {
     uint64_t bytes_in, packets_in, dropped;
     uint64_t win_start_ms, win_bytes, win_frames;
     tc_stream_info_t info;
+    struct tc_llhls_stream *llhls; /* LL-HLS output (app "live" only), or NULL */
 };
 
 typedef struct tc_hub_metrics {
@@ -193,6 +194,7 @@ struct tc_hub {
     struct event *viewers_ev;       /* presence keep-alive timer */
     uint64_t sid_prefix, sid_next;  /* viewer session ids */
     int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
+    struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -294,6 +296,7 @@ struct tc_server {
     tc_rtmp_session_t *sessions;       /* every RTMP connection */
     struct tc_flv_viewer *flv_viewers; /* every HTTP-FLV viewer */
     core_metric_t *rtmp_bytes_in;
+    struct tc_llhls *llhls;            /* LL-HLS streams and routes */
 };
 
 /* RTMP: take over an accepted socket. Returns 0 or -ENOMEM (fd closed). */

@@ -230,6 +230,16 @@ class OnDemandTest(unittest.TestCase):
         self.assertEqual(s["audio"]["codec_name"], "aac")
         self.assertIn('msg="on-demand start" stream=live/cam1', self.d.log_text())
 
+    def test_1b_llhls_viewer_starts_pull(self):
+        # live/cyc* pulls the origin's cam1 under any name that matches
+        s = probe(self.d.url("/live/cychls/index.m3u8"))
+        self.assertEqual(s["video"]["codec_name"], "h264")
+        self.assertEqual((s["video"]["width"], s["video"]["height"]), (320, 240))
+        self.assertEqual(s["audio"]["codec_name"], "aac")
+        self.assertIn('msg="on-demand start" stream=live/cychls', self.d.log_text())
+        status, _, _ = self.d.http_get("/live/nosuch2/index.m3u8", timeout=20)
+        self.assertEqual(status, 404)
+
     def test_2_api_and_idle_stop(self):
         r = FlvReader(self.d, "cam1")
         try:
