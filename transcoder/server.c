@@ -156,6 +156,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     tc_rtmp_session_new(srv, fd, peer);
 }
 
+/* LL-HLS viewer sessions count as viewers of live/NAME in the cache, like
+ * HTTP-FLV and RTMP play subscribers. */
+static void llhls_session_cb(void *arg, const char *stream, const char *sid, int event)
+{
+    tc_server_t *s = arg;
+    char name[160];
+    static const tc_viewer_event_t ev[] = {TC_VIEWER_JOIN, TC_VIEWER_TOUCH, TC_VIEWER_LEAVE};
+
+    if (event < 0 || event > 2)
+        return;
+    snprintf(name, sizeof(name), "live/%s", stream);
+    tc_viewers_session(&s->hub, name, sid, ev[event]);
+}
+
 int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t *http,
                   const tc_conf_t *conf)
 {
@@ -180,6 +194,7 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
     rv = tc_llhls_new(&s->llhls, s->base, tc_llhls_conf());
     if (rv != 0)
         goto err_after_alloc;
+    tc_llhls_set_session_cb(s->llhls, llhls_session_cb, s, TC_VIEWER_TOUCH_MS);
     s->hub.llhls = s->llhls;
     rv = -ENOMEM;
     if (core_http_route(http, "/live/", live_cb, s) != 0 ||
