@@ -5,6 +5,7 @@
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
  * that stays over the bound for viewer-queue-ms is disconnected. */
 #include "transcoder/tc_int.h"
+#include "transcoder/llhls.h"
 
 #include "core/arena.h"
 #include "core/log.h"
@@ -235,6 +236,7 @@ static void stream_free(tc_stream_t *s)
     core_metric_set(h->m.streams, h->nstreams);
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
+    tc_llhls_stream_close(&s->llhls);
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
     gop_clear(s);
@@ -325,6 +327,10 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     s->win_start_ms = s->started_ms;
     s->info.acodec = -1;
     s->rebase = 1;
+    /* LL-HLS serves /live/NAME/..., so streams of the app "live" */
+    if (h->llhls != NULL && strcmp(app, "live") == 0 &&
+        tc_llhls_stream_open(h->llhls, name, &s->llhls) != 0)
+        core_log_warn("hub", "no LL-HLS output for this stream", "stream=%s", s->name);
     s->next = h->streams;
     h->streams = s;
     h->nstreams++;
@@ -362,6 +368,7 @@ void tc_hub_detach(tc_sub_t *sub)
         sub->next->prev = sub->prev;
     s->nsubs[sub->proto]--;
     core_metric_inc(s->hub->m.viewers[sub->proto], -1);
+    tc_viewers_leave(s->hub, s, sub);
     sub->stream = NULL;
     sub->next = sub->prev = NULL;
 }
@@ -470,6 +477,7 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->subs = sub;
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
+    tc_viewers_join(s->hub, s, sub);
     for (int i = 0; i < 3; i++)
         if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
             return -1;
@@ -605,6 +613,9 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         s->win_bytes = s->win_frames = 0;
         s->win_start_ms = now_ms;
     }
+    /* LL-HLS packages each packet once, for all its viewers */
+    if (s->llhls != NULL && type != FLV_TAG_SCRIPT)
+        tc_llhls_on_flv(s->llhls, type, out_ts, payload, len);
     if (slot != NULL) {
         tc_pkt_unref(*slot);
         *slot = tc_pkt_ref(p);
