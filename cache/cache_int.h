@@ -142,6 +142,7 @@ struct cache_ks {
     uint64_t expire_cursor;
     uint64_t expired_total, evicted_total;
     uint64_t hits, misses;
+    size_t compact_cursor;      /* bucket the compaction walker visits next */
 };
 
 static inline char *ent_val(cache_entry_t *e)

@@ -1,6 +1,7 @@
 /* cache/keyspace: keys, inline string values, expiry, snapshot/restore. */
 #include "cache/cache_int.h"
 #include "cache/t_live.h"
+#include "core/loop.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -28,6 +29,37 @@ static void ent_put_expire(cache_entry_t *e, int64_t v)
     memcpy(e->key + e->klen + e->vlen, &v, 8);
 }
 
+/* Compaction walker (core/arena): moves entries out of sparse slabs so
+ * that, after mass deletes, those slabs empty and go back to the kernel.
+ * An entry (header, key and a string value inline) is referenced only by
+ * its hash chain, so relocating it updates exactly one pointer. Values of
+ * other types stay where they are: their inner nodes are referenced from
+ * several places (skiplists, registries). Runs on the loop thread between
+ * commands, so no command holds an entry pointer meanwhile. */
+static int ks_compact(void *arg, uint64_t deadline_us)
+{
+    cache_ks_t *k = arg;
+    ht_t *h = &k->ht;
+
+    for (unsigned n = 0;; n++) {
+        size_t nb0 = h->t[0] != NULL ? h->mask[0] + 1 : 0;
+        size_t nb1 = h->t[1] != NULL ? h->mask[1] + 1 : 0;
+        size_t c = k->compact_cursor;
+        ht_node_t **slot;
+
+        if (c >= nb0 + nb1) {
+            k->compact_cursor = 0;
+            return 1;
+        }
+        slot = c < nb0 ? &h->t[0][c] : &h->t[1][c - nb0];
+        for (; *slot != NULL; slot = &(*slot)->next)
+            core_mem_relocate((void **)slot);
+        k->compact_cursor++;
+        if ((n & 63) == 63 && core_mono_us() >= deadline_us)
+            return 0;
+    }
+}
+
 cache_ks_t *cache_ks_new(void)
 {
     cache_ks_t *k = core_calloc(CORE_TAG_CACHE_KEYS, 1, sizeof(*k));
@@ -35,6 +67,10 @@ cache_ks_t *cache_ks_new(void)
     if (k == NULL)
         return NULL;
     ht_init(&k->ht, ENT_OFF, CORE_TAG_CACHE_KEYS);
+    if (core_mem_compact_register(ks_compact, k) != 0) {
+        core_free(k);
+        return NULL;
+    }
     return k;
 }
 
@@ -75,6 +111,7 @@ void cache_ks_free(cache_ks_t **kp)
 
     if (k == NULL)
         return;
+    core_mem_compact_unregister(ks_compact, k);
     cache_ks_clear(k);
     ht_close(&k->ht);
     core_free(k);

@@ -202,6 +202,9 @@ class MemoryTest(unittest.TestCase):
             try:
                 if memory(d)["allocator"] != "arena" or memory(d).get("compact_walkers", 0) == 0:
                     self.skipTest("no compaction walker registered by the cache yet")
+                # the empty daemon's own private pages (library code mapped
+                # by this process only, loop, listeners) are not the heap's
+                start = memory(d)["rss_private"]
                 n = 600000
                 self._fill(r, n, 300)
                 rng = random.Random(7)
@@ -219,11 +222,11 @@ class MemoryTest(unittest.TestCase):
 
             def compacted():
                 m = memory(d)
-                return m["rss_private"] <= 1.2 * m["live_bytes"] + 8 * MB and m
+                return m["rss_private"] <= 1.2 * m["live_bytes"] + start and m
 
             m = wait_for(compacted, 20.0, step=0.5)
-            self.assertTrue(m, "private RSS %s vs live %s after compaction" % (
-                memory(d)["rss_private"], memory(d)["live_bytes"]))
+            self.assertTrue(m, "private RSS %s vs live %s (start %s) after compaction" % (
+                memory(d)["rss_private"], memory(d)["live_bytes"], start))
             self.assertGreater(m["compact_moved_total"], 0)
 
 
