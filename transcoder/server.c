@@ -28,6 +28,7 @@ static const core_conf_def_t defs_tmpl[] = {
     {"max-streams", CORE_CONF_INT, "1000", "published streams at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"rtmp-max-sessions", CORE_CONF_INT, "10000", "RTMP connections at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"viewer-flush-ms", CORE_CONF_INT, "0", "merge writes to viewers over this many ms (fewer syscalls, more latency); 0: write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"blur-default", CORE_CONF_ENUM, "no", "blur notification banners in streams whose key has no blur= option (docs/blur.md)", NULL, 0, 0, onoff, CORE_CONF_RUNTIME, NULL, NULL},
 };
 #define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[NDEFS];
@@ -37,7 +38,8 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
     void *ptrs[NDEFS] = {&tc->rtmp_chunk_size, &tc->rtmp_max_message, &tc->viewer_queue_bytes,
                          &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
-                         &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms};
+                         &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms,
+                         &tc->blur_default};
 
     memcpy(defs, defs_tmpl, sizeof(defs));
     for (size_t i = 0; i < NDEFS; i++)

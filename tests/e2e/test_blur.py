@@ -1,0 +1,187 @@
+"""Banner blur end to end: clips made here by ffmpeg (testsrc2 with light
+and dark notification banners sliding in from the top, drawn with drawbox
+and drawtext; and a clip without banners) are published with ?blur=1, read
+back over HTTP-FLV by ffmpeg, decoded to raw luma and compared with the
+source frame by frame: inside the banner the high-frequency energy drops
+by >= 90% on every frame where the banner shows; outside it PSNR >= 40 dB;
+on banner-free content nothing is blurred."""
+import os
+import subprocess
+import tempfile
+import time
+import unittest
+
+import numpy as np
+
+import harness
+from harness import Oborod
+
+FFMPEG = "ffmpeg"
+W, H, FPS = 640, 360, 30
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+# banner geometry (pixels) and timing: it slides in from above the frame
+# from T0 to its rest position Y_REST at SPEED px/s
+BX, BW, BH, Y_REST, T0, SPEED = 40, 560, 72, 12, 1.5, 300.0
+
+
+def banner_y(t):
+    if t < T0:
+        return None
+    return min(Y_REST, -BH + (t - T0) * SPEED)
+
+
+def run(cmd, timeout=60):
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError("%s failed: %s" % (cmd[0], r.stderr.decode()[-2000:]))
+    return r
+
+
+def make_clip(path, style, seconds):
+    """H.264 (GOP 1 s) + AAC FLV of testsrc2, with a banner of style
+    'light' / 'dark' sliding in at T0, or none."""
+    graph = "testsrc2=s=%dx%d:r=%d:d=%g[bg]" % (W, H, FPS, seconds)
+    if style != "none":
+        fill, ink = ("0xEEEEEE", "0x202020") if style == "light" else ("0x2A2A2A", "0xF2F2F2")
+        graph += (";color=c=%s:s=%dx%d:r=%d:d=%g,drawbox=x=0:y=0:w=%d:h=%d:color=%s:t=fill,"
+                  "drawtext=fontfile=%s:text='Alice - are you coming tonight?':x=16:y=12:"
+                  "fontsize=20:fontcolor=%s,"
+                  "drawtext=fontfile=%s:text='Meet at 8, bring the tickets 4471':x=16:y=42:"
+                  "fontsize=18:fontcolor=%s[ban];"
+                  "[bg][ban]overlay=x=%d:y='if(lt(t,%g),-%d,min(%d,-%d+(t-%g)*%g))':eval=frame"
+                  % (fill, BW, BH, FPS, seconds, BW, BH, fill, FONT, ink, FONT, ink,
+                     BX, T0, BH + 10, Y_REST, BH, T0, SPEED))
+    else:
+        graph += ";[bg]null"
+    run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+         "-filter_complex", graph, "-f", "lavfi", "-i", "sine=f=440:r=44100:d=%g" % seconds,
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", str(FPS), "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "64k", "-f", "flv", path])
+
+
+def luma_frames(path):
+    r = run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", path,
+             "-f", "rawvideo", "-pix_fmt", "gray", "-fps_mode", "passthrough", "-"])
+    n = len(r.stdout) // (W * H)
+    return np.frombuffer(r.stdout[:n * W * H], dtype=np.uint8).reshape(n, H, W).astype(np.int32)
+
+
+def hf_energy(a):
+    dx = np.diff(a, axis=1)[:-1, :]
+    dy = np.diff(a, axis=0)[:, :-1]
+    return float((dx * dx).sum() + (dy * dy).sum())
+
+
+def psnr(a, b):
+    mse = float(((a - b) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * np.log10(255.0 * 255.0 / mse)
+
+
+def align(src, out):
+    """Index of the source frame the first output frame shows."""
+    best, bi = None, 0
+    for i in range(len(src)):
+        d = float(np.abs(src[i] - out[0]).mean())
+        if best is None or d < best:
+            best, bi = d, i
+    return bi
+
+
+def relay(d, name, src, out, key="?blur=1", readrate=None):
+    """Publish src to d as name+key, read it back over HTTP-FLV into out."""
+    pub_cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin"]
+    pub_cmd += ["-readrate", str(readrate)] if readrate else ["-re"]
+    pub_cmd += ["-i", src, "-c", "copy", "-f", "flv",
+                "rtmp://127.0.0.1:%d/live/%s%s" % (d.rtmp_port, name, key)]
+    pub = subprocess.Popen(pub_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, start_new_session=True)
+    harness._live.append(pub)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status, _ = d.http_json("/api/streams/" + name)
+        if status == 200:
+            break
+        time.sleep(0.05)
+    reader = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                               "-i", d.url("/live/%s.flv" % name), "-c", "copy", "-f", "flv", out],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    harness._live.append(reader)
+    # the status while it still runs
+    time.sleep(0.5)
+    _, info = d.http_json("/api/streams/" + name)
+    pub.wait(timeout=90)
+    reader.wait(timeout=30)
+    return info
+
+
+class BlurTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.d = Oborod(args=["--publish-grace-ms", "0"])
+        cls.d.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.__exit__(None, None, None)
+        cls.tmp.cleanup()
+
+    def banner_case(self, style):
+        src = os.path.join(self.tmp.name, style + ".flv")
+        out = os.path.join(self.tmp.name, style + "-out.flv")
+        make_clip(src, style, 3.0)
+        info = relay(self.d, "b" + style, src, out)
+        self.assertTrue(info["blur"]["on"], info)
+        self.assertEqual(info["blur"]["status"], "on", info)
+        s = luma_frames(src)
+        o = luma_frames(out)
+        self.assertGreater(len(o), 40)
+        first = align(s, o)
+        seen = 0
+        outside_psnr = []
+        for k in range(len(o)):
+            i = first + k
+            if i >= len(s):
+                break
+            y = banner_y(i / FPS)
+            mask = np.ones((H, W), dtype=bool)
+            if y is not None and y + BH > 0:
+                y0, y1 = max(0, int(np.floor(y))), int(np.ceil(y + BH))
+                a, b = s[i, y0:y1, BX:BX + BW], o[k, y0:y1, BX:BX + BW]
+                before, after = hf_energy(a), hf_energy(b)
+                # a strip of plain fill has nothing to read
+                if before > 20.0 * a.size:
+                    self.assertLessEqual(after, 0.10 * before,
+                                         "frame %d (banner y=%.0f): energy %.0f -> %.0f"
+                                         % (i, y, before, after))
+                    seen += 1
+                # outside: away from the banner and the blur's margin
+                mask[:min(H, y1 + 40), :] = False
+            outside_psnr.append(psnr(s[i][mask], o[k][mask]))
+        self.assertGreater(seen, 20)
+        self.assertGreaterEqual(min(outside_psnr), 40.0)
+
+    def test_light_banner(self):
+        self.banner_case("light")
+
+    def test_dark_banner(self):
+        self.banner_case("dark")
+
+    def test_no_banner(self):
+        src = os.path.join(self.tmp.name, "none.flv")
+        out = os.path.join(self.tmp.name, "none-out.flv")
+        make_clip(src, "none", 3.0)
+        info = relay(self.d, "bnone", src, out)
+        self.assertEqual(info["blur"]["status"], "on", info)
+        _, after = self.d.http_json("/api/streams")
+        s = luma_frames(src)
+        o = luma_frames(out)
+        first = align(s, o)
+        n = min(len(o), len(s) - first)
+        self.assertGreater(n, 40)
+        self.assertGreaterEqual(min(psnr(s[first + k], o[k]) for k in range(n)), 40.0)
+
+
+if __name__ == "__main__":
+    harness.main()
