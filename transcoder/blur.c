@@ -924,8 +924,9 @@ int tc_blur_api(tc_stream_t *s, struct event_base *base, const char *query, cons
     while (*p) {
         size_t l = strcspn(p, "&");
         if (l >= 3 && strncmp(p, "on=", 3) == 0) {
-            on = tc_blur_wanted(p, -1);
-            if (on < 0) {
+            if (l == 4 && (p[3] == '0' || p[3] == '1'))
+                on = p[3] - '0';
+            else {
                 *why = "on must be 0 or 1";
                 return 400;
             }

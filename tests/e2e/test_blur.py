@@ -107,10 +107,13 @@ def relay(d, name, src, out, key="?blur=1", readrate=None):
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, start_new_session=True)
     harness._live.append(reader)
-    # the status while it still runs
-    time.sleep(0.5)
-    _, info = d.http_json("/api/streams/" + name)
-    pub.wait(timeout=90)
+    # the stream's status, last seen while it runs
+    info = None
+    while pub.poll() is None:
+        status, body = d.http_json("/api/streams/" + name)
+        if status == 200:
+            info = body
+        time.sleep(0.1)
     reader.wait(timeout=30)
     return info
 
@@ -158,6 +161,10 @@ class BlurTest(unittest.TestCase):
                     seen += 1
                 # outside: away from the banner and the blur's margin
                 mask[:min(H, y1 + 40), :] = False
+            elif banner_y((i + 2) / FPS) is not None:
+                # the detector covers a banner's track up to 2 frames
+                # before it shows (output is delayed by that much)
+                mask[:Y_REST + BH + 40, :] = False
             outside_psnr.append(psnr(s[i][mask], o[k][mask]))
         self.assertGreater(seen, 20)
         self.assertGreaterEqual(min(outside_psnr), 40.0)
@@ -174,13 +181,130 @@ class BlurTest(unittest.TestCase):
         make_clip(src, "none", 3.0)
         info = relay(self.d, "bnone", src, out)
         self.assertEqual(info["blur"]["status"], "on", info)
-        _, after = self.d.http_json("/api/streams")
+        self.assertGreater(info["blur"]["frames_out"], 40, info)
+        self.assertEqual(info["blur"]["frames_blurred"], 0, info)
         s = luma_frames(src)
         o = luma_frames(out)
         first = align(s, o)
         n = min(len(o), len(s) - first)
         self.assertGreater(n, 40)
         self.assertGreaterEqual(min(psnr(s[first + k], o[k]) for k in range(n)), 40.0)
+
+    def test_static_regions(self):
+        """POST /api/streams/NAME/blur sets static regions, blurred from
+        then on; malformed ones and unknown streams are refused."""
+        import urllib.request
+        src = os.path.join(self.tmp.name, "static.flv")
+        out = os.path.join(self.tmp.name, "static-out.flv")
+        make_clip(src, "none", 4.0)
+
+        def post(path):
+            req = urllib.request.Request(self.d.url(path), data=b"", method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        self.assertEqual(post("/api/streams/nosuch/blur?on=1")[0], 404)
+        import threading
+        res = {}
+
+        def later():
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                st, _ = self.d.http_json("/api/streams/bstatic")
+                if st == 200:
+                    break
+                time.sleep(0.05)
+            res["bad"] = post("/api/streams/bstatic/blur?regions=1,2,3")
+            res["ok"] = post("/api/streams/bstatic/blur?regions=320,200,160,100")
+        t = threading.Thread(target=later)
+        t.start()
+        info = relay(self.d, "bstatic", src, out)
+        t.join()
+        self.assertEqual(res["bad"][0], 400, res)
+        self.assertEqual(res["ok"][0], 200, res)
+        self.assertIn('"static_regions":1', res["ok"][1])
+        self.assertEqual(info["blur"]["static_regions"], 1, info)
+        s = luma_frames(src)
+        o = luma_frames(out)
+        first = align(s, o)
+        # the last second: the region is blurred, the rest is not
+        for k in range(len(o) - 30, len(o) - 3):
+            i = first + k
+            a, b = s[i, 210:290, 330:470], o[k, 210:290, 330:470]
+            self.assertLessEqual(hf_energy(b), 0.10 * hf_energy(a), "frame %d" % i)
+            self.assertGreaterEqual(psnr(s[i, :150], o[k, :150]), 40.0)
+
+    def test_long_banner_free_content(self):
+        """60 s of moving content without banners (read at 10x): nothing is
+        blurred."""
+        global W, H
+        src = os.path.join(self.tmp.name, "long.flv")
+        out = os.path.join(self.tmp.name, "long-out.flv")
+        run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+             "-f", "lavfi", "-i", "testsrc2=s=426x240:r=30:d=60", "-c:v", "libx264",
+             "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv", src], timeout=120)
+        info = relay(self.d, "blong", src, out, readrate=10)
+        self.assertEqual(info["blur"]["status"], "on", info)
+        self.assertGreater(info["blur"]["frames_in"], 1500, info)
+        self.assertEqual(info["blur"]["frames_blurred"], 0, info)
+
+    def test_turn_off(self):
+        """on=0 through the API: viewers get the source's video again."""
+        import threading
+        import urllib.request
+        src = os.path.join(self.tmp.name, "off.flv")
+        out = os.path.join(self.tmp.name, "off-out.flv")
+        make_clip(src, "none", 4.0)
+        res = {}
+
+        def later():
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                st, _ = self.d.http_json("/api/streams/boff")
+                if st == 200:
+                    break
+                time.sleep(0.05)
+            for q in ("regions=0,0,640,360", "on=0"):
+                time.sleep(1.0)
+                req = urllib.request.Request(self.d.url("/api/streams/boff/blur?" + q), data=b"",
+                                             method="POST")
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    res[q] = r.read().decode()
+        t = threading.Thread(target=later)
+        t.start()
+        info = relay(self.d, "boff", src, out)
+        t.join()
+        self.assertIn('"status":"off"', res["on=0"])
+        self.assertEqual(info["blur"]["status"], "off", info)
+        s = luma_frames(src)
+        o = luma_frames(out)
+        # the whole frame was blurred for a while; the last frames are the
+        # source's own
+        self.assertLess(min(psnr(s[align(s, o[k:k + 1])], o[k]) for k in range(len(o))), 30)
+        for k in range(len(o) - 10, len(o)):
+            self.assertEqual(psnr(s[align(s, o[k:k + 1])], o[k]), 99.0)
+
+    def test_unsupported_codec_falls_back(self):
+        """A codec the encoder cannot match: one log line, status flag, and
+        viewers get the source's video."""
+        src = os.path.join(self.tmp.name, "flv1.flv")
+        out = os.path.join(self.tmp.name, "flv1-out.flv")
+        run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+             "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=2", "-c:v", "flv1", "-g", "30",
+             "-f", "flv", src])
+        info = relay(self.d, "bflv1", src, out)
+        self.assertEqual(info["blur"]["status"], "passthrough", info)
+        self.assertTrue(info["blur"]["failed"], info)
+        self.assertIn("codec", info["blur"]["reason"])
+        self.assertIn("blur pipeline failed", self.d.log_text())
+        r = run(["ffprobe", "-hide_banner", "-v", "error", "-count_frames", "-show_entries",
+                 "stream=codec_name,nb_read_frames", "-of", "csv=p=0", out])
+        codec, frames = r.stdout.decode().strip().split(",")[:2]
+        self.assertEqual(codec, "flv1")
+        self.assertGreater(int(frames), 20)
 
 
 if __name__ == "__main__":
