@@ -25,7 +25,6 @@
 #define MAX_QUEUED 300        /* input frames (10 s at 30 fps): past it, fail */
 #define MAX_NOTES 8
 #define MAX_REGIONS (BLUR_DETECT_MAX * 2 + TC_BLUR_MAX_STATIC + MAX_NOTES)
-#define X264_PRESET "superfast"
 
 typedef struct item {
     struct item *next;
@@ -316,7 +315,9 @@ static int open_encoder(tc_blur_t *b, const AVFrame *f)
     b->enc->colorspace = f->colorspace;
     b->enc->color_primaries = f->color_primaries;
     b->enc->color_trc = f->color_trc;
-    av_opt_set(b->enc->priv_data, "preset", X264_PRESET, 0);
+    static const char *const presets[] = {"ultrafast", "superfast", "veryfast"};
+    int pi = b->stream->hub->conf->blur_preset;
+    av_opt_set(b->enc->priv_data, "preset", presets[pi >= 0 && pi < 3 ? pi : 1], 0);
     av_opt_set(b->enc->priv_data, "tune", "zerolatency", 0);
     av_opt_set(b->enc->priv_data, "crf", "18", 0);
     av_opt_set(b->enc->priv_data, "forced-idr", "1", 0);

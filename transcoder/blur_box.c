@@ -44,58 +44,63 @@ size_t blur_box_scratch_size(int w, int radius)
 {
     if (w < 1)
         w = 1;
-    size_t pre = align16(((size_t)w + 2 * (size_t)radius + 1) * sizeof(uint32_t));
-    size_t sum = align16((size_t)w * sizeof(uint32_t));
+    size_t pre = align16(((size_t)w + 2 * (size_t)radius + 1) * sizeof(uint16_t));
+    size_t sum = align16((size_t)w * sizeof(uint16_t));
     size_t ring = align16((size_t)w * ((size_t)radius + 1));
     return pre + sum + ring;
 }
 
-/* Reciprocal of the window size in 16.16 fixed point: for sums of at most
- * 255 * d the rounded result never exceeds 255 (d <= 257). */
-static uint32_t recip(int d)
+/* Sums of a window of d = 2r+1 samples fit 16 bits (255 * 255 < 65536),
+ * so all the arithmetic is 16-bit: prefix sums wrap modulo 2^16 and their
+ * differences are still exact; the division is a multiply-high by
+ * ceil(65536 / d) after adding d / 2, which rounds to nearest and never
+ * exceeds 255 for d <= 255. These loops become pmulhuw & co. */
+static inline uint8_t div_d(uint16_t s, uint16_t half, uint16_t inv)
 {
-    return (uint32_t)((65536 + d / 2) / d);
+    return (uint8_t)(((uint32_t)(uint16_t)(s + half) * inv) >> 16);
 }
 
-static void hpass(uint8_t *restrict q, int w, int r, uint32_t *restrict pre, uint32_t inv)
+static void hpass(uint8_t *restrict q, int w, int r, uint16_t *restrict pre, uint16_t half,
+                  uint16_t inv)
 {
-    uint32_t acc = 0;
+    uint16_t acc = 0;
     pre[0] = 0;
     /* left edge repeated r times, the row, right edge repeated r times */
     for (int i = 0; i < r; i++) {
-        acc += q[0];
+        acc = (uint16_t)(acc + q[0]);
         pre[i + 1] = acc;
     }
     for (int i = 0; i < w; i++) {
-        acc += q[i];
+        acc = (uint16_t)(acc + q[i]);
         pre[r + i + 1] = acc;
     }
     for (int i = 0; i < r; i++) {
-        acc += q[w - 1];
+        acc = (uint16_t)(acc + q[w - 1]);
         pre[r + w + i + 1] = acc;
     }
     const int d = 2 * r + 1;
+    const uint16_t *restrict hi = pre + d;
     for (int j = 0; j < w; j++)
-        q[j] = (uint8_t)(((pre[j + d] - pre[j]) * inv + 32768) >> 16);
+        q[j] = div_d((uint16_t)(hi[j] - pre[j]), half, inv);
 }
 
-static void vpass(uint8_t *p, int stride, int w, int h, int r, uint32_t *restrict sum,
-                  uint8_t *restrict ring, uint32_t inv)
+static void vpass(uint8_t *p, int stride, int w, int h, int r, uint16_t *restrict sum,
+                  uint8_t *restrict ring, uint16_t half, uint16_t inv)
 {
     const int slots = r + 1;
     const uint8_t *row0 = p;
     for (int x = 0; x < w; x++)
-        sum[x] = (uint32_t)row0[x] * (uint32_t)(r + 1);
+        sum[x] = (uint16_t)(row0[x] * (r + 1));
     for (int k = 1; k <= r; k++) {
-        const uint8_t *rk = p + (size_t)(k < h ? k : h - 1) * stride;
+        const uint8_t *restrict rk = p + (size_t)(k < h ? k : h - 1) * stride;
         for (int x = 0; x < w; x++)
-            sum[x] += rk[x];
+            sum[x] = (uint16_t)(sum[x] + rk[x]);
     }
     for (int i = 0; i < h; i++) {
         uint8_t *restrict row = p + (size_t)i * stride;
         memcpy(ring + (size_t)(i % slots) * w, row, (size_t)w);
         for (int x = 0; x < w; x++)
-            row[x] = (uint8_t)((sum[x] * inv + 32768) >> 16);
+            row[x] = div_d(sum[x], half, inv);
         if (i + 1 == h)
             break;
         int add = i + r + 1 < h ? i + r + 1 : h - 1;
@@ -103,7 +108,7 @@ static void vpass(uint8_t *p, int stride, int w, int h, int r, uint32_t *restric
         const uint8_t *restrict ra = p + (size_t)add * stride;
         const uint8_t *restrict rs = ring + (size_t)(sub % slots) * w;
         for (int x = 0; x < w; x++)
-            sum[x] = sum[x] + ra[x] - rs[x];
+            sum[x] = (uint16_t)(sum[x] + ra[x] - rs[x]);
     }
 }
 
@@ -116,16 +121,18 @@ int blur_box_plane(uint8_t *p, int stride, int pw, int ph, blur_rect_t r, int ra
         return 0;
     uint8_t *base = p + (size_t)r.y * stride + r.x;
     uint8_t *s = scratch;
-    uint32_t *pre = (uint32_t *)(void *)s;
-    s += align16(((size_t)r.w + 2 * (size_t)radius + 1) * sizeof(uint32_t));
-    uint32_t *sum = (uint32_t *)(void *)s;
-    s += align16((size_t)r.w * sizeof(uint32_t));
+    uint16_t *pre = (uint16_t *)(void *)s;
+    s += align16(((size_t)r.w + 2 * (size_t)radius + 1) * sizeof(uint16_t));
+    uint16_t *sum = (uint16_t *)(void *)s;
+    s += align16((size_t)r.w * sizeof(uint16_t));
     uint8_t *ring = s;
-    uint32_t inv = recip(2 * radius + 1);
+    const int d = 2 * radius + 1;
+    const uint16_t inv = (uint16_t)((65536 + d - 1) / d);
+    const uint16_t half = (uint16_t)(d / 2);
     for (int pass = 0; pass < passes; pass++) {
         for (int y = 0; y < r.h; y++)
-            hpass(base + (size_t)y * stride, r.w, radius, pre, inv);
-        vpass(base, stride, r.w, r.h, radius, sum, ring, inv);
+            hpass(base + (size_t)y * stride, r.w, radius, pre, half, inv);
+        vpass(base, stride, r.w, r.h, radius, sum, ring, half, inv);
     }
     return 0;
 }

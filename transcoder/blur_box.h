@@ -20,7 +20,7 @@ typedef struct blur_rect {
 } blur_rect_t;
 
 /* Largest radius blur_box_plane accepts. */
-#define BLUR_BOX_MAX_RADIUS 128
+#define BLUR_BOX_MAX_RADIUS 127
 
 /* Clip r to a plane of pw x ph. Returns 1 when something is left. */
 int blur_rect_clip(blur_rect_t *r, int pw, int ph);

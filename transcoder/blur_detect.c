@@ -324,9 +324,16 @@ void blur_detect_frame(blur_detect_t *d, const uint8_t *y, int ystride, const ui
             if (tr->active && res->n < BLUR_DETECT_MAX) {
                 /* while it moves, cover where it was too */
                 int moved = prev.y != tr->r.y || prev.h != tr->r.h;
-                res->rects[res->n++] = grow(d, tr->r, 0);
-                if (moved && res->n < BLUR_DETECT_MAX)
-                    res->rects[res->n++] = grow(d, prev, 0);
+                blur_rect_t g = grow(d, tr->r, 0);
+                if (moved) {
+                    /* one rectangle over both: the box blur is done once */
+                    blur_rect_t q = grow(d, prev, 0);
+                    int ux0 = g.x < q.x ? g.x : q.x, uy0 = g.y < q.y ? g.y : q.y;
+                    int ux1 = g.x + g.w > q.x + q.w ? g.x + g.w : q.x + q.w;
+                    int uy1 = g.y + g.h > q.y + q.h ? g.y + g.h : q.y + q.h;
+                    g = (blur_rect_t){ux0, uy0, ux1 - ux0, uy1 - uy0};
+                }
+                res->rects[res->n++] = g;
             }
         } else {
             tr->misses++;

@@ -11,6 +11,7 @@
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/log.h>
 #include <libavutil/opt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: blur_bench CLIP PRESET\n");
         return 2;
     }
+    av_log_set_level(AV_LOG_ERROR);
     AVFormatContext *fc = NULL;
     if (avformat_open_input(&fc, argv[1], NULL, NULL) < 0 || avformat_find_stream_info(fc, NULL) < 0)
         return 1;

@@ -307,5 +307,22 @@ class BlurTest(unittest.TestCase):
         self.assertGreater(int(frames), 20)
 
 
+class BlurDefaultTest(unittest.TestCase):
+    def test_blur_default_and_key_override(self):
+        """blur-default yes blurs streams without a blur= option; ?blur=0
+        opts out."""
+        with tempfile.TemporaryDirectory() as tmp, \
+                Oborod(args=["--blur-default", "yes", "--publish-grace-ms", "0"]) as d:
+            src = os.path.join(tmp, "small.flv")
+            run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                 "-f", "lavfi", "-i", "testsrc2=s=320x240:r=30:d=1.5", "-c:v", "libx264",
+                 "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv", src])
+            on = relay(d, "dflt", src, os.path.join(tmp, "a.flv"), key="")
+            off = relay(d, "optout", src, os.path.join(tmp, "b.flv"), key="?blur=0")
+            self.assertEqual(on["blur"]["status"], "on", on)
+            self.assertGreater(on["blur"]["frames_out"], 0, on)
+            self.assertEqual(off["blur"], {"on": False}, off)
+
+
 if __name__ == "__main__":
     harness.main()

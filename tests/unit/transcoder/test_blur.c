@@ -6,6 +6,9 @@
 #include "transcoder/blur_detect.h"
 
 #include "core/arena.h"
+#include "proto/amf0.h"
+#include "transcoder/blur.h"
+#include "transcoder/tc_int.h"
 
 #include <check.h>
 #include <errno.h>
@@ -337,6 +340,70 @@ START_TEST(bad_geometry)
 }
 END_TEST
 
+START_TEST(wanted_options)
+{
+    static const struct {
+        const char *opts;
+        int dflt, want;
+    } cases[] = {
+        {"", 0, 0}, {"", 1, 1}, {"blur=1", 0, 1}, {"blur=yes", 0, 1}, {"x=2&blur=on", 0, 1},
+        {"blur=0", 1, 0}, {"blur=no", 1, 0}, {"a=1&blur=off&b=2", 1, 0}, {"blur=maybe", 1, 1},
+        {"noblur=1", 0, 0}, {"blur=10", 0, 0}, {"xblur=1&blur=1", 0, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(tc_blur_wanted(cases[i].opts, cases[i].dflt) == cases[i].want, "case %zu (%s)", i,
+                      cases[i].opts);
+}
+END_TEST
+
+/* onNotification payloads (after the name) are checked before the stream's
+ * pipeline is looked at: a stream without blur says -ENOENT for a good
+ * one, -EPROTO for a bad one. */
+START_TEST(notification_parse)
+{
+    static const struct {
+        double x, y, w, h, dur;
+        int n, want;
+    } cases[] = {
+        {10, 20, 300, 80, 5, 5, -ENOENT}, {10, 20, 300, 80, 0, 4, -ENOENT},
+        {-1, 20, 300, 80, 5, 5, -EPROTO}, {10, 20, 0, 80, 5, 5, -EPROTO},
+        {10, 20, 300, 99999, 5, 5, -EPROTO}, {10, 20, 300, 80, 61, 5, -EPROTO},
+        {10, 20, 300, 80, 5, 3, -EPROTO},
+    };
+    tc_stream_t *st = core_calloc(CORE_TAG_TEST, 1, sizeof(*st));
+    core_scope_t *sc = core_scope_new(CORE_TAG_TEST, 0);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_ptr_nonnull(sc);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t buf[256];
+        amf0_buf_t b;
+        amf0_buf_init(&b, buf, sizeof(buf));
+        amf0_put_object_begin(&b);
+        const char *keys[] = {"x", "y", "width", "height", "duration"};
+        const double vals[] = {cases[i].x, cases[i].y, cases[i].w, cases[i].h, cases[i].dur};
+        for (int k = 0; k < cases[i].n; k++) {
+            amf0_put_key(&b, keys[k]);
+            amf0_put_number(&b, vals[k]);
+        }
+        amf0_put_object_end(&b);
+        ck_assert_int_eq(b.err, 0);
+        ck_assert_msg(tc_blur_notification(st, sc, buf, b.len) == cases[i].want, "case %zu", i);
+        /* truncated at every byte: never accepted */
+        for (size_t cut = 0; cut < b.len; cut++)
+            ck_assert_int_eq(tc_blur_notification(st, sc, buf, cut), -EPROTO);
+        core_scope_reset(sc);
+    }
+    /* not an object */
+    uint8_t nb[16];
+    amf0_buf_t b;
+    amf0_buf_init(&b, nb, sizeof(nb));
+    amf0_put_number(&b, 3);
+    ck_assert_int_eq(tc_blur_notification(st, sc, nb, b.len), -EPROTO);
+    core_scope_free(&sc);
+    core_free(st);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("transcoder/blur");
@@ -354,6 +421,10 @@ static Suite *suite(void)
     tcase_add_test(tc, detects_slow_slide);
     tcase_add_test(tc, nothing_on_banner_free_content);
     tcase_add_test(tc, bad_geometry);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pipeline");
+    tcase_add_test(tc, wanted_options);
+    tcase_add_test(tc, notification_parse);
     suite_add_tcase(s, tc);
     return s;
 }
