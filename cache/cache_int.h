@@ -130,7 +130,13 @@ int zsl_cmp(double s1, const char *m1, size_t l1, double s2, const char *m2, siz
 
 /* ---- keyspace internals (keyspace.c) ------------------------------- */
 
+/* Intrusive circular list of the live values of a keyspace (t_live.h). */
+typedef struct cache_live_link {
+    struct cache_live_link *next, *prev;
+} cache_live_link_t;
+
 struct cache_ks {
+    cache_live_link_t live;     /* registry of live values; next == NULL: empty */
     ht_t ht;
     size_t nvolatile;
     uint64_t expire_cursor;
@@ -312,5 +318,18 @@ CMD(cmd_client); CMD(cmd_command); CMD(cmd_info); CMD(cmd_config); CMD(cmd_time)
 long long cache_server_max_bulk(cache_server_t *s);
 uint64_t cache_server_last_index(cache_server_t *s);
 uint64_t cache_server_random(cache_server_t *s);
+/* Live events (t_live.c): nonzero when this node accepts writes; the time
+ * of the current batch (opened if needed); append one write nobody waits
+ * for (argv copied). Returns 0 or -ENOMEM. */
+int cache_server_writable(cache_server_t *s);
+uint64_t cache_server_batch_now(cache_server_t *s);
+int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv);
+/* What forwarding live events to the leader needs (t_live_fwd.c): the
+ * connection slot, the loop, the leader's address (NULL: unknown) and
+ * requirepass. */
+struct live_fwd;
+struct event_base;
+struct live_fwd **cache_server_live_fwd(cache_server_t *s, struct event_base **base, const char **leader,
+                                        const char **pass);
 
 #endif

@@ -2,6 +2,7 @@
  * read-only or admin here; the server routes every CMD_WRITE command
  * through the replicated write path (cache/log.h). */
 #include "cache/cache_int.h"
+#include "cache/t_live.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -103,6 +104,19 @@ static const cache_cmd_t table[] = {
     {"zpopmax", -2, WNOOM | F, cmd_zpopmax, NULL, 1, 1, 1, "sorted_set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "5.0.0"},
     {"zunionstore", -4, W, cmd_zunionstore, NULL, 1, 1, 1, "sorted_set", "Stores the union of multiple sorted sets in a key.", "2.0.0"},
     {"zinterstore", -4, W, cmd_zinterstore, NULL, 1, 1, 1, "sorted_set", "Stores the intersect of multiple sorted sets in a key.", "2.0.0"},
+    /* live-stream types (t_live.h, docs/commands.md) */
+    {"wcount.incr", -2, W | F, cmd_wcount_incr, NULL, 1, 1, 1, "live", "Adds to a windowed counter's current bucket and returns the count over its span. Creates the key if it doesn't exist.", "0.1.0"},
+    {"wcount.get", 4, R | F, cmd_wcount_get, NULL, 1, 1, 1, "live", "Returns a windowed counter's count within the last WINDOW seconds.", "0.1.0"},
+    {"wrank.incrby", -4, W | F, cmd_wrank_incrby, NULL, 1, 1, 1, "live", "Adds a delta to a member of a windowed ranking and returns its score in the largest window. Creates the key if it doesn't exist.", "0.1.0"},
+    {"wrank.top", -3, R, cmd_wrank_top, NULL, 1, 1, 1, "live", "Returns the N members with the highest scores within a window of a windowed ranking.", "0.1.0"},
+    {"wrank.score", -3, R | F, cmd_wrank_score, NULL, 1, 1, 1, "live", "Returns a member's score within a window of a windowed ranking.", "0.1.0"},
+    {"wrank.rank", -3, R | F, cmd_wrank_rank, NULL, 1, 1, 1, "live", "Returns a member's rank (0 = highest score) within a window of a windowed ranking.", "0.1.0"},
+    {"presence.touch", -4, W | F, cmd_presence_touch, prep_presence_touch, 1, 1, 1, "live", "Marks a member present for ttl-ms milliseconds more. Creates the key if it doesn't exist.", "0.1.0"},
+    {"__presence.touchat", -4, W | CMD_INTERNAL, cmd_presence_touchat, NULL, 1, 1, 1, "live", "PRESENCE.TOUCH with an absolute deadline (the logged form).", "0.1.0"},
+    {"presence.leave", 3, WNOOM | F, cmd_presence_leave, NULL, 1, 1, 1, "live", "Removes a member from a presence set. Deletes the key if no member remains.", "0.1.0"},
+    {"presence.count", 2, R | F, cmd_presence_count, NULL, 1, 1, 1, "live", "Returns the number of members present.", "0.1.0"},
+    {"presence.members", -2, R, cmd_presence_members, NULL, 1, 1, 1, "live", "Returns the members present, latest deadline first.", "0.1.0"},
+    {"__live.tick", 1, WNOOM | CMD_INTERNAL, cmd_live_tick, NULL, 0, 0, 0, "live", "Replicated time step: drops presence members past their deadline, moves ranking windows, deletes emptied keys.", "0.1.0"},
     /* HyperLogLog */
     {"pfadd", -2, W | F, cmd_pfadd, NULL, 1, 1, 1, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "2.8.9"},
     {"pfcount", -2, R, cmd_pfcount, NULL, 1, -1, 1, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "2.8.9"},

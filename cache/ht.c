@@ -332,8 +332,14 @@ static int lower(int c)
     return tolower((unsigned char)c);
 }
 
-int cache_glob(const char *p, size_t plen, const char *s, size_t slen, int nocase)
+/* skip: set once the subject ran out with pattern left; then no longer
+ * match for an earlier '*' can succeed, which keeps patterns such as
+ * "*a*a*a*a*b" from taking exponential time (Redis does the same). */
+static int glob(const char *p, size_t plen, const char *s, size_t slen, int nocase, int *skip,
+                int nesting)
 {
+    if (nesting > 1000)
+        return 0;
     while (plen > 0 && slen > 0) {
         switch (p[0]) {
         case '*':
@@ -344,11 +350,14 @@ int cache_glob(const char *p, size_t plen, const char *s, size_t slen, int nocas
             if (plen == 1)
                 return 1;
             while (slen > 0) {
-                if (cache_glob(p + 1, plen - 1, s, slen, nocase))
+                if (glob(p + 1, plen - 1, s, slen, nocase, skip, nesting + 1))
                     return 1;
+                if (*skip)
+                    return 0;
                 s++;
                 slen--;
             }
+            *skip = 1;
             return 0;
         case '?':
             s++;
@@ -430,5 +439,14 @@ int cache_glob(const char *p, size_t plen, const char *s, size_t slen, int nocas
             break;
         }
     }
+    if (slen == 0 && plen > 0)
+        *skip = 1;
     return plen == 0 && slen == 0;
+}
+
+int cache_glob(const char *p, size_t plen, const char *s, size_t slen, int nocase)
+{
+    int skip = 0;
+
+    return glob(p, plen, s, slen, nocase, &skip, 0);
 }

@@ -1,5 +1,6 @@
 /* cache/keyspace: keys, inline string values, expiry, snapshot/restore. */
 #include "cache/cache_int.h"
+#include "cache/t_live.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -43,6 +44,8 @@ void cache_value_free(int type, void *p)
         chash_free(p);
     else if (type == CACHE_T_ZSET)
         zset_free(p);
+    else
+        live_value_free(type, p);
 }
 
 static void free_entry(cache_entry_t *e)
@@ -337,6 +340,8 @@ size_t cache_entry_mem(cache_entry_t *e)
 
         n += sizeof(*z) + (z->dict.mask[0] + 1) * sizeof(void *) +
              z->length * (sizeof(zmember_t) + sizeof(zsl_node_t) + 2 * sizeof(struct zsl_level) + 32);
+    } else if (e->type != CACHE_T_STRING) {
+        n += live_value_mem(e->type, ent_ptr(e));
     }
     return n;
 }
@@ -397,6 +402,9 @@ static void snap_key(void *arg, ht_node_t *n)
             putstr(s, f->key, f->h.klen);
             putstr(s, f->key + f->h.klen, f->vlen);
         }
+    } else if (e->type != CACHE_T_ZSET) {
+        if (live_value_dump(e->type, ent_ptr(e), s->out) != 0)
+            s->err = -ENOMEM;
     } else {
         zset_t *z = ent_ptr(e);
 
@@ -546,6 +554,20 @@ int cache_ks_restore(cache_ks_t *k, const void *buf, size_t len)
                 }
                 if (a == 0)
                     goto fail;
+            }
+        } else if (live_type_name(hdr[0]) != NULL) {
+            void *v;
+            int a = live_value_load(k, hdr[0], key, klen, &r.p, &r.left, &v);
+
+            if (a != 0) {
+                rv = a;
+                goto fail;
+            }
+            e = cache_ks_add_ptr(k, key, klen, hdr[0], v);
+            if (e == NULL) {
+                live_value_free(hdr[0], v);
+                rv = -ENOMEM;
+                goto fail;
             }
         } else {
             goto fail;

@@ -21,6 +21,9 @@ enum {
     CACHE_T_STRING = 0,
     CACHE_T_HASH = 1,
     CACHE_T_ZSET = 2,
+    CACHE_T_WCOUNT = 3,     /* live-stream types: cache/t_live.h */
+    CACHE_T_WRANK = 4,
+    CACHE_T_PRESENCE = 5,
 };
 
 /* One key. key[] holds klen bytes, then for strings the value (vlen

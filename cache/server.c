@@ -13,6 +13,8 @@
 #include "core/memreport.h"
 #include "oboro_version.h"
 
+#include "cache/t_live.h" /* live types: cron tick, forwarding */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -63,7 +65,8 @@ struct cache_client {
     resp_arg_t *argv;
     size_t argv_cap;
     cache_out_t out;
-    int inflight;
+    int inflight;       /* writes whose replies are still due */
+    int refs;           /* entries of batches (queued or proposed) naming it */
     unsigned flags;
     int resp;
     char *name;
@@ -111,12 +114,14 @@ struct cache_server {
     inflight_t *infl_head, *infl_tail;
     const cache_log_ops_t *log;
     void *log_impl;
+    struct live_fwd *live_fwd;  /* viewer events to the leader (t_live_fwd.c) */
     cache_out_t discard, scratch;
     resp_arg_t *aargv;
     size_t aargv_cap;
     uint64_t next_id, rng, started_ms, last_index;
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
+    uint64_t mono_ms;   /* refreshed by the cron: idle times need no finer clock */
 };
 
 static void client_close(cache_client_t *c, const char *why);
@@ -214,7 +219,7 @@ static void client_close(cache_client_t *c, const char *why)
     c->fd = -1;
     c->flags |= CF_DEAD;
     wlist_del(c);
-    if (c->inflight == 0) {
+    if (c->refs == 0) {
         if (!(c->flags & CF_FREELIST)) {
             c->flags |= CF_FREELIST;
             c->fnext = c->srv->freelist;
@@ -379,14 +384,42 @@ static int batch_add(cache_server_t *s, cache_client_t *c, int argc, const resp_
     b->len = (size_t)(p - b->buf);
     b->cl[b->ncl++] = c;
     b->count++;
+    if (c != NULL)
+        c->refs++;
     schedule_flush(s);
     return 0;
+}
+
+int cache_server_writable(cache_server_t *s)
+{
+    return is_leader(s);
+}
+
+uint64_t cache_server_batch_now(cache_server_t *s)
+{
+    batch_t *b = batch_cur(s);
+
+    return b != NULL ? b->now : core_wall_ms();
+}
+
+int cache_server_enqueue(cache_server_t *s, int argc, const resp_arg_t *argv)
+{
+    return batch_add(s, NULL, argc, argv);
+}
+
+struct live_fwd **cache_server_live_fwd(cache_server_t *s, struct event_base **base, const char **leader,
+                                        const char **pass)
+{
+    *base = s->base;
+    *leader = s->log->leader(s->log_impl);
+    *pass = s->conf->requirepass;
+    return &s->live_fwd;
 }
 
 static void resume_client(cache_client_t *c)
 {
     if (c->flags & CF_DEAD) {
-        if (c->inflight == 0 && !(c->flags & CF_FREELIST)) {
+        if (c->refs == 0 && !(c->flags & CF_FREELIST)) {
             c->flags |= CF_FREELIST;
             c->fnext = c->srv->freelist;
             c->srv->freelist = c;
@@ -430,6 +463,9 @@ static void batch_done(void *arg, int status)
     else
         s->infl_tail = r->prev;
     for (size_t i = 0; i < r->n; i++)
+        if (r->cl[i] != NULL)
+            r->cl[i]->refs--;
+    for (size_t i = 0; i < r->n; i++)
         if (r->cl[i] != NULL && r->cl[i]->inflight == 0)
             resume_client(r->cl[i]);
     core_free(r);
@@ -450,7 +486,9 @@ static void propose_current(cache_server_t *s)
 
             if (c != NULL) {
                 c->inflight--;
+                c->refs--;
                 client_close(c, "out of memory for a write batch");
+                resume_client(c);
             }
         }
         goto reset;
@@ -508,6 +546,7 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     uint64_t origin, seq, now;
     inflight_t *r = NULL;
     cache_ctx_t x;
+    uint32_t i = 0;
 
     if (len < BATCH_HDR || get_u32(p) != BATCH_MAGIC) {
         core_log_warn("resp", "malformed batch skipped", "index=%llu len=%zu", (unsigned long long)index, len);
@@ -518,9 +557,9 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     seq = get_u64(p + 16);
     now = get_u64(p + 24);
     if (origin == s->origin)
-        for (inflight_t *i = s->infl_head; i != NULL; i = i->next)
-            if (i->seq == seq && !i->applied) {
-                r = i;
+        for (inflight_t *f = s->infl_head; f != NULL; f = f->next)
+            if (f->seq == seq && !f->applied) {
+                r = f;
                 break;
             }
     if (r != NULL && r->n != count)
@@ -531,7 +570,7 @@ void cache_apply_batch(cache_server_t *s, const void *buf, size_t len, uint64_t 
     x.ks = s->ks;
     x.now_ms = now;
     x.in_apply = 1;
-    for (uint32_t i = 0; i < count; i++) {
+    for (i = 0; i < count; i++) {
         uint32_t argc;
         const cache_cmd_t *cmd;
         cache_client_t *c = r ? r->cl[i] : NULL;
@@ -599,11 +638,11 @@ bad:
     core_log_warn("resp", "malformed batch entry; rest of the batch skipped", "index=%llu",
                   (unsigned long long)index);
     if (r != NULL) {
-        /* the clients still wait: give them an error and mark applied */
-        for (size_t i = 0; i < r->n; i++) {
-            cache_client_t *c = r->cl[i];
+        /* the clients of the entries not applied still wait: answer them */
+        for (size_t k = i; k < r->n; k++) {
+            cache_client_t *c = r->cl[k];
 
-            if (c != NULL && c->inflight > 0) {
+            if (c != NULL) {
                 cache_ctx_t y = {0};
 
                 y.out = &c->out;
@@ -779,6 +818,7 @@ static int grow_argv(cache_client_t *c, long long want)
 static void process_input(cache_client_t *c)
 {
     cache_server_t *s = c->srv;
+    uint64_t now = 0; /* wall clock, read once per call: clock reads showed in profiles */
 
     while (!(c->flags & (CF_DEAD | CF_CLOSE_AFTER_REPLY)) && c->ipos < c->ilen) {
         resp_limits_t lim = limits_of(c);
@@ -864,7 +904,6 @@ static void process_input(cache_client_t *c)
             }
             c->inflight++;
             c->last_cmd = cmd->name;
-            c->last_ms = core_mono_ms();
             continue;
         }
         if (c->inflight > 0)
@@ -872,13 +911,14 @@ static void process_input(cache_client_t *c)
         c->ipos += (size_t)n;
         unescape_args(c->argv, argc);
         if (!precheck(&x, cmd)) {
-            x.now_ms = core_wall_ms();
+            if (now == 0)
+                now = core_wall_ms();
+            x.now_ms = now;
             cmd->proc(&x);
             s->stat_cmds++;
             c->last_cmd = cmd->name;
         }
 next:
-        c->last_ms = core_mono_ms();
         if (check_output(c))
             return;
         wlist_add(c);
@@ -938,7 +978,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->ilen += (size_t)n;
     s->stat_in += (uint64_t)n;
-    c->last_ms = core_mono_ms();
+    c->last_ms = s->mono_ms;
     process_input(c);
     if (!(c->flags & CF_DEAD) && (long long)(c->ilen - c->ipos) > QUERYBUF_MAX)
         client_close(c, "max query buffer length reached");
@@ -1004,7 +1044,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         c->resp = 2;
         c->argv = c->argv_small;
         c->argv_cap = ARGV_SMALL;
-        c->ctime_ms = c->last_ms = core_mono_ms();
+        c->ctime_ms = c->last_ms = s->mono_ms = core_mono_ms();
         resp_req_reset(&c->req);
         fmt_addr(fd, 0, c->addr, sizeof(c->addr));
         fmt_addr(fd, 1, c->laddr, sizeof(c->laddr));
@@ -1072,7 +1112,15 @@ static void cron(evutil_socket_t fd, short what, void *arg)
     uint64_t now = core_mono_ms(), t0 = core_mono_us();
 
     s->cron_ticks++;
+    s->mono_ms = now;
     active_expire(s);
+    if (is_leader(s) && cache_live_due(s->ks, core_wall_ms())) {
+        resp_arg_t av[1];
+
+        /* presence deadlines, ranking windows: replicated (cache/t_live.h) */
+        arg_set_lit(&av[0], "__live.tick");
+        batch_add(s, NULL, 1, av);
+    }
     while (ht_rehash(&s->ks->ht, 100) && core_mono_us() - t0 < 1000) {
     }
     if (s->conf->timeout > 0 && s->cron_ticks % 10 == 0) {
@@ -1128,7 +1176,7 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
     s->all = all;
     s->log = &cache_log_local_ops;
     s->log_impl = s;
-    s->started_ms = core_mono_ms();
+    s->started_ms = s->mono_ms = core_mono_ms();
     {
         int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 
@@ -1202,6 +1250,7 @@ void cache_server_free(cache_server_t **sp)
     s->freelist = NULL;
     for (int i = 0; i < 2; i++)
         core_scope_free(&s->batch[i].scope);
+    live_fwd_free(&s->live_fwd);
     cache_ks_free(&s->ks);
     out_free(&s->discard);
     out_free(&s->scratch);
@@ -1746,6 +1795,10 @@ CMD(cmd_config)
 {
     core_conf_t *all = x->srv->all;
 
+    if (all == NULL) {
+        add_err(x, "ERR CONFIG is not available on this server");
+        return;
+    }
     if (arg_eq(A(1), "get") && x->argc >= 3) {
         size_t at = add_deferred_array(x), n = 0;
         const core_conf_def_t *d;

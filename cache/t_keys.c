@@ -1,5 +1,6 @@
 /* cache/t_keys: generic key commands, expiry commands, SCAN/KEYS. */
 #include "cache/cache_int.h"
+#include "cache/t_live.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -107,7 +108,7 @@ static const char *type_name(int t)
     case CACHE_T_STRING: return "string";
     case CACHE_T_HASH: return "hash";
     case CACHE_T_ZSET: return "zset";
-    default: return "none";
+    default: return live_type_name(t) ? live_type_name(t) : "none";
     }
 }
 
@@ -268,6 +269,12 @@ CMD(cmd_scan)
                 k.type = CACHE_T_HASH;
             else if (arg_eq(A(i + 1), "zset"))
                 k.type = CACHE_T_ZSET;
+            else if (arg_eq(A(i + 1), "wcount"))
+                k.type = CACHE_T_WCOUNT;
+            else if (arg_eq(A(i + 1), "wrank"))
+                k.type = CACHE_T_WRANK;
+            else if (arg_eq(A(i + 1), "presence"))
+                k.type = CACHE_T_PRESENCE;
             else
                 k.type = 99; /* a type this server does not have: nothing matches */
         } else {

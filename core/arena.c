@@ -10,6 +10,7 @@
 #include "core/arena_int.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -171,13 +172,12 @@ void *core_malloc(core_tag_t tag, size_t n)
     return alloc_raw(tag, n);
 }
 
-void *core_realloc(core_tag_t tag, void *p, size_t n)
+/* core_realloc without fault injection; p != NULL */
+static void *realloc_raw(void *p, size_t n)
 {
     hdr_t *h, *nh;
 
-    if (p == NULL)
-        return core_malloc(tag, n);
-    if (should_fail() || n > SIZE_MAX - sizeof(hdr_t))
+    if (n > SIZE_MAX - sizeof(hdr_t))
         return NULL;
     h = (hdr_t *)p - 1;
     if (h->magic == HDR_MAGIC_ALIGNED) {
@@ -1123,16 +1123,13 @@ size_t core_alloc_size(const void *p)
     return p == NULL ? 0 : block_info(p, &tag);
 }
 
-void *core_realloc(core_tag_t tag, void *p, size_t n)
+/* core_realloc without fault injection; p != NULL */
+static void *realloc_raw(void *p, size_t n)
 {
     unsigned otag;
     size_t old;
     void *q;
 
-    if (p == NULL)
-        return core_malloc(tag, n);
-    if (should_fail())
-        return NULL;
     old = block_info(p, &otag);
     if (region_of((uintptr_t)p) == NULL) {
         arena_huge_hdr_t *h = (arena_huge_hdr_t *)((char *)p - ARENA_HUGE_HDR);
@@ -1332,6 +1329,41 @@ static size_t heap_purge(uint64_t delay_ms)
 /* ======================================================================
  * shared: calloc, dup, scopes, compaction driver, figures
  * ====================================================================== */
+
+void *core_realloc(core_tag_t tag, void *p, size_t n)
+{
+    if (p == NULL)
+        return core_malloc(tag, n);
+    if (should_fail())
+        return NULL;
+    return realloc_raw(p, n);
+}
+
+/* ---- libevent ---------------------------------------------------------
+ * libevent's own allocations (bufferevents, evbuffer chains, evhttp
+ * requests) are connection memory: route them here, tagged "net", so that
+ * they are counted and their pages go back to the kernel like the rest.
+ * Without fault injection: a test's countdown stays deterministic. Set
+ * before main() runs, so before any libevent call. */
+static void *ev_malloc(size_t n)
+{
+    return alloc_raw(CORE_TAG_NET, n);
+}
+
+static void *ev_realloc(void *p, size_t n)
+{
+    return p == NULL ? alloc_raw(CORE_TAG_NET, n) : realloc_raw(p, n);
+}
+
+static void ev_free(void *p)
+{
+    core_free(p);
+}
+
+__attribute__((constructor)) static void route_libevent(void)
+{
+    event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
+}
 
 void *core_calloc(core_tag_t tag, size_t nmemb, size_t n)
 {

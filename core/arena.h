@@ -2,7 +2,7 @@
  *
  * General allocations (core_malloc & co.) carry a tag; live bytes and
  * object counts per tag are readable at any time (core_mem_stats).
- * Scoped arenas (core_scope_t) give bump allocation with O(1) reset for
+ * Scoped arenas (core_scope_t) give bump allocation, dropped all at once, for
  * request-, command-, iteration- and batch-scoped memory.
  *
  * Build option allocator=system routes everything to libc malloc (with a
@@ -14,6 +14,8 @@
  * go back to the kernel with madvise(MADV_DONTNEED), never MADV_FREE:
  * after the purge delay (core_mem_purge from a loop timer), and at once
  * when free retained bytes exceed 10% of the bytes in use (2 MiB floor).
+ * libevent's allocations are routed here too (tag CORE_TAG_NET, set from a
+ * constructor): release what libevent returns with core_free, never free.
  * See docs/memory.md.
  *
  * Threads: every function here may be called from any thread, except that

@@ -47,9 +47,13 @@ static void stream_json(struct evbuffer *b, const tc_stream_t *s)
                         s->info.kbps, (unsigned long long)((core_mono_ms() - s->started_ms) / 1000),
                         (unsigned long long)s->bytes_in, (unsigned long long)s->packets_in,
                         (unsigned long long)s->dropped);
-    evbuffer_add_printf(b, "\"viewers\":{\"flv\":%d,\"rtmp\":%d,\"total\":%d},\"options\":",
+    evbuffer_add_printf(b, "\"viewers\":{\"flv\":%d,\"rtmp\":%d,\"total\":%d",
                         s->nsubs[TC_PROTO_FLV], s->nsubs[TC_PROTO_RTMP],
                         s->nsubs[TC_PROTO_FLV] + s->nsubs[TC_PROTO_RTMP]);
+    /* every node's viewers of the stream, from the cache (viewers.c) */
+    if (tc_viewers_count(s->hub, s) >= 0)
+        evbuffer_add_printf(b, ",\"shard\":%lld", tc_viewers_count(s->hub, s));
+    evbuffer_add_printf(b, "},\"options\":");
     json_str(b, s->options);
     evbuffer_add_printf(b, ",\"blur\":");
     tc_blur_json(s, b);

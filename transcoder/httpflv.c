@@ -13,8 +13,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct tc_flv_viewer {
     struct tc_flv_viewer *next, *prev;
@@ -52,9 +55,7 @@ static void viewer_free(tc_flv_viewer_t *v)
 static void closed_cb(struct evhttp_connection *conn, void *arg)
 {
     tc_flv_viewer_t *v = arg;
-
     struct evhttp_request *req = v->req;
-
     struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(conn));
 
     core_log_info("flv", "viewer left", "peer=%s stream=%s bytes=%llu dropped=%llu", v->peer,
@@ -98,8 +99,9 @@ static void kill_viewer(tc_flv_viewer_t *v)
 static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
-    struct evbuffer *out = bufferevent_get_output(evhttp_connection_get_bufferevent(v->conn));
-    ssize_t n = tc_pkt_add_to(p, out, v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0);
+    ssize_t n = tc_pkt_send(p, evhttp_connection_get_bufferevent(v->conn),
+                            v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0,
+                            v->srv->conf->viewer_flush_ms == 0);
 
     if (n < 0)
         goto fail;
@@ -164,7 +166,7 @@ void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
     tc_flv_viewer_t *v;
     uint8_t hdr[FLV_HEADER_LEN];
     const char *te;
-    int audio, video;
+    int audio, video, one = 1;
 
     if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
         cors(req);
@@ -205,6 +207,9 @@ void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
         viewer_free(v);
         return;
     }
+    /* media is latency-sensitive: small audio tags must not wait for ACKs */
+    setsockopt(bufferevent_getfd(evhttp_connection_get_bufferevent(v->conn)), IPPROTO_TCP,
+               TCP_NODELAY, &one, sizeof(one));
     /* the stream is endless: only our slow-viewer logic times it out */
     evhttp_connection_set_timeout(v->conn, 24 * 3600);
     evhttp_connection_set_closecb(v->conn, closed_cb, v);

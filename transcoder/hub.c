@@ -5,6 +5,7 @@
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
  * that stays over the bound for viewer-queue-ms is disconnected. */
 #include "transcoder/tc_int.h"
+#include "transcoder/llhls.h"
 
 #include "core/arena.h"
 #include "core/log.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* ---- packets ------------------------------------------------------------ */
 
@@ -86,10 +88,13 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size)
+ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
+                    int direct)
 {
-    const void *data;
+    const uint8_t *data;
     size_t len;
+    ssize_t w = 0;
+    struct evbuffer *out = bufferevent_get_output(bev);
 
     if (form == TC_FORM_RTMP) {
         if (tc_pkt_rtmp(p, chunk_size) != 0)
@@ -103,11 +108,23 @@ ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_
         data = p->flv;
         len = tc_pkt_flv_len(p);
     }
+    if (direct && evbuffer_get_length(out) == 0) {
+        /* the viewer keeps up: straight to the socket, nothing queued */
+        w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == (ssize_t)len) {
+            tc_latency_record(core_mono_us() - p->arrival_us);
+            return w;
+        }
+        if (w < 0)
+            w = 0;   /* EAGAIN, or an error the write event will report */
+    }
     tc_pkt_ref(p);
-    if (evbuffer_add_reference(out, data, len, ref_done, p) != 0) {
+    if (evbuffer_add_reference(out, data + w, len - (size_t)w, ref_done, p) != 0) {
         tc_pkt_unref(p);
         return -ENOMEM;
     }
+    if (w > 0 || direct)
+        bufferevent_enable(bev, EV_WRITE);
     return (ssize_t)len;
 }
 
@@ -154,11 +171,6 @@ void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
     *p50 = tmp[k / 2];
     *p99 = tmp[(k * 99) / 100 < k ? (k * 99) / 100 : k - 1];
     *max = tmp[k - 1];
-}
-
-void tc_latency_reset(void)
-{
-    lat_n = 0;
 }
 
 /* ---- hub ---------------------------------------------------------------- */
@@ -225,6 +237,7 @@ static void stream_free(tc_stream_t *s)
     core_metric_set(h->m.streams, h->nstreams);
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
+    tc_llhls_stream_close(&s->llhls);
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
     tc_blur_stop(s); /* blur */
@@ -329,6 +342,10 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     s->win_start_ms = s->started_ms;
     s->info.acodec = -1;
     s->rebase = 1;
+    /* LL-HLS serves /live/NAME/..., so streams of the app "live" */
+    if (h->llhls != NULL && strcmp(app, "live") == 0 &&
+        tc_llhls_stream_open(h->llhls, name, &s->llhls) != 0)
+        core_log_warn("hub", "no LL-HLS output for this stream", "stream=%s", s->name);
     s->next = h->streams;
     h->streams = s;
     h->nstreams++;
@@ -367,6 +384,7 @@ void tc_hub_detach(tc_sub_t *sub)
         sub->next->prev = sub->prev;
     s->nsubs[sub->proto]--;
     core_metric_inc(s->hub->m.viewers[sub->proto], -1);
+    tc_viewers_leave(s->hub, s, sub);
     sub->stream = NULL;
     sub->next = sub->prev = NULL;
 }
@@ -475,6 +493,7 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->subs = sub;
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
+    tc_viewers_join(s->hub, s, sub);
     for (int i = 0; i < 3; i++)
         if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
             return -1;
@@ -618,6 +637,9 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         s->win_bytes = s->win_frames = 0;
         s->win_start_ms = now_ms;
     }
+    /* LL-HLS packages each packet once, for all its viewers */
+    if (s->llhls != NULL && type != FLV_TAG_SCRIPT)
+        tc_llhls_on_flv(s->llhls, type, out_ts, payload, len);
     if (slot != NULL) {
         tc_pkt_unref(*slot);
         *slot = tc_pkt_ref(p);

@@ -192,7 +192,8 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_add_to(p, bufferevent_get_output(s->bev), TC_FORM_RTMP, s->chunk_size);
+    ssize_t n = tc_pkt_send(p, s->bev, TC_FORM_RTMP, s->chunk_size,
+                            s->srv->conf->viewer_flush_ms == 0);
 
     if (n < 0) {
         tc_hub_detach(sub);
@@ -450,6 +451,37 @@ static int on_data(tc_rtmp_session_t *s, const uint8_t *p, size_t len, uint64_t 
     return 0;
 }
 
+/* An aggregate message is a run of FLV tags (relays send them); their
+ * timestamps are relative to the first one. */
+static int on_aggregate(tc_rtmp_session_t *s, const rtmp_msg_t *m, uint64_t now_us)
+{
+    uint32_t first = 0;
+    size_t off = 0;
+    int rv;
+
+    while (off < m->len) {
+        flv_tag_t t;
+        ssize_t k = flv_tag_parse(m->payload + off, m->len - off, m->len, &t);
+
+        if (k < 0)
+            return session_fail(s, "malformed aggregate message", -EPROTO);
+        if (off == 0)
+            first = t.timestamp;
+        off += (size_t)k;
+        if (t.type == FLV_TAG_SCRIPT) {
+            if (on_data(s, t.data, t.len, now_us) != 0)
+                return -1;
+            continue;
+        }
+        if (t.len == 0)
+            continue;
+        rv = tc_hub_push(s->pub, t.type, m->timestamp + (t.timestamp - first), t.data, t.len, now_us);
+        if (rv != 0)
+            return session_fail(s, rv == -ENOMEM ? "out of memory" : "malformed media message", rv);
+    }
+    return 0;
+}
+
 static int on_message(tc_rtmp_session_t *s, rtmp_msg_t *m, uint64_t now_us)
 {
     int rv = 0;
@@ -495,6 +527,10 @@ static int on_message(tc_rtmp_session_t *s, rtmp_msg_t *m, uint64_t now_us)
             return session_fail(s, "out of memory", rv);
         if (rv != 0)
             return session_fail(s, "malformed media message", rv);
+        break;
+    case RTMP_MSG_AGGREGATE:
+        if (s->pub != NULL)
+            rv = on_aggregate(s, m, now_us);
         break;
     default:
         break;

@@ -1,6 +1,7 @@
 /* transcoder/server: the transcoder's directives, the RTMP listener and
  * the playback and API routes. */
 #include "transcoder/tc_int.h"
+#include "transcoder/llhls.h"
 
 #include "core/arena.h"
 #include "core/log.h"
@@ -42,11 +43,24 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
                          &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms,
                          &tc->blur_default, &tc->blur_preset};
+    int rv;
 
     memcpy(defs, defs_tmpl, sizeof(defs));
     for (size_t i = 0; i < NDEFS; i++)
         defs[i].ptr = ptrs[i];
-    return core_conf_add(c, defs, NDEFS);
+    rv = core_conf_add(c, defs, NDEFS);
+    return rv != 0 ? rv : tc_llhls_conf_register(c);
+}
+
+/* /live/NAME.flv is HTTP-FLV, /live/NAME/... is LL-HLS. */
+static void live_cb(struct evhttp_request *req, const char *path, void *arg)
+{
+    tc_server_t *srv = arg;
+
+    if (tc_llhls_match(path))
+        tc_llhls_http(req, path, srv->llhls);
+    else
+        tc_httpflv_cb(req, path, srv);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -94,9 +108,15 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
     rv = -ENOMEM;
     if (s->rtmp_bytes_in == NULL)
         goto err_after_alloc;
-    if (core_http_route(http, "/live/", tc_httpflv_cb, s) != 0 ||
+    rv = tc_llhls_new(&s->llhls, s->base, tc_llhls_conf());
+    if (rv != 0)
+        goto err_after_alloc;
+    s->hub.llhls = s->llhls;
+    rv = -ENOMEM;
+    if (core_http_route(http, "/live/", live_cb, s) != 0 ||
         core_http_route(http, "/api/streams", tc_api_cb, s) != 0 ||
-        core_http_route(http, "/api/streams/", tc_api_cb, s) != 0)
+        core_http_route(http, "/api/streams/", tc_api_cb, s) != 0 ||
+        core_http_route(http, "/api/ranking", tc_api_ranking_cb, s) != 0)
         goto err_after_alloc;
     s->lst = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                 -1, rtmp_fd);
@@ -106,6 +126,7 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
     return 0;
 
 err_after_alloc:
+    tc_llhls_free(&s->llhls);
     close(rtmp_fd);
     core_free(s);
     return rv;
@@ -123,6 +144,13 @@ void tc_server_free(tc_server_t **sp)
     tc_rtmp_session_free_all(s);
     tc_hub_close(&s->hub);
     tc_httpflv_free_all(s);
+    tc_viewers_stop(&s->hub);
+    tc_llhls_free(&s->llhls);
     core_free(s);
     *sp = NULL;
+}
+
+int tc_server_set_cache(tc_server_t *s, struct cache_server *cache)
+{
+    return tc_viewers_start(&s->hub, cache);
 }

@@ -37,6 +37,12 @@ typedef struct tc_server tc_server_t;
 int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t *http,
                   const tc_conf_t *conf);
 
+/* Report viewer sessions to the cache (borrowed; it must outlive the
+ * server): presence, joins and rankings (docs/keys.md), and viewer counts
+ * from it in /api/streams and /api/ranking. Returns 0 or -ENOMEM. */
+struct cache_server;
+int tc_server_set_cache(tc_server_t *s, struct cache_server *cache);
+
 /* Close every session and free the hub; *sp = NULL. */
 void tc_server_free(tc_server_t **sp);
 

@@ -61,11 +61,15 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Append the packet in the given form to out by reference (no copy); the
- * reference is dropped, and the server-added latency recorded, once those
- * bytes have left out. chunk_size is for TC_FORM_RTMP. Returns bytes added
- * or -ENOMEM. */
-ssize_t tc_pkt_add_to(tc_pkt_t *p, struct evbuffer *out, tc_form_t form, uint32_t chunk_size);
+/* Send the packet in the given form to a viewer's bufferevent. With
+ * direct set and nothing queued, it is written to the socket at once
+ * (send(2), no allocation); what does not fit, or everything when direct
+ * is 0, is appended to the output by reference (no copy), and the
+ * reference is dropped once those bytes have left. The server-added
+ * latency is recorded when the bytes are written. chunk_size is for
+ * TC_FORM_RTMP. Returns the packet's length in that form, or -ENOMEM. */
+ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
+                    int direct);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -103,6 +107,7 @@ struct tc_sub {
     int dirty;                 /* queued bytes since the last flush */
     uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
     uint64_t dropped;
+    uint64_t sid;              /* viewer session id within the hub (viewers.c) */
 };
 
 typedef struct tc_stream_info {
@@ -139,6 +144,7 @@ struct tc_stream {
      * output goes through tc_hub_push */
     struct tc_blur *blur;
     int blur_emitting;
+    struct tc_llhls_stream *llhls; /* LL-HLS output (app "live" only), or NULL */
 };
 
 typedef struct tc_hub_metrics {
@@ -152,7 +158,11 @@ struct tc_hub {
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    struct cache_server *cache;     /* live state (viewers.c), or NULL */
+    struct event *viewers_ev;       /* presence keep-alive timer */
+    uint64_t sid_prefix, sid_next;  /* viewer session ids */
     int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
+    struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -199,10 +209,35 @@ void tc_hub_detach(tc_sub_t *sub);
 /* Server-added latency samples (µs), most recent last; for the API. */
 void tc_latency_record(uint64_t us);
 void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n);
-void tc_latency_reset(void);
 /* While muted, packet bytes released without being written (a viewer's
  * queue freed on disconnect) are not counted as latency samples. */
 void tc_latency_mute(int on);
+
+/* ---- viewer sessions in the cache (viewers.c) ------------------------- */
+
+#define TC_VIEWER_TTL_MS 15000     /* presence of a viewer session */
+#define TC_VIEWER_TOUCH_MS 5000    /* keep-alive period, well within the TTL */
+
+struct cache_server;
+
+/* Report a subscriber's join / leave (called by tc_hub_attach/detach). */
+void tc_viewers_join(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
+void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
+/* Viewer sessions that are not hub subscribers (LL-HLS): stream is
+ * "APP/NAME", local_id unique on this node (both borrowed). Report JOIN
+ * once, TOUCH at least every TC_VIEWER_TOUCH_MS while the session lasts,
+ * LEAVE when it ends; a session not touched for TC_VIEWER_TTL_MS ends by
+ * itself in the cache. */
+typedef enum tc_viewer_event { TC_VIEWER_JOIN, TC_VIEWER_TOUCH, TC_VIEWER_LEAVE } tc_viewer_event_t;
+void tc_viewers_session(tc_hub_t *h, const char *stream, const char *local_id, tc_viewer_event_t ev);
+/* Start reporting to cache (borrowed; must outlive the hub or a stop);
+ * starts the keep-alive timer. Returns 0 or -ENOMEM. */
+int tc_viewers_start(tc_hub_t *h, struct cache_server *cache);
+void tc_viewers_stop(tc_hub_t *h);
+/* Viewers of s on every node of the shard (from the cache), -1 without one. */
+long long tc_viewers_count(const tc_hub_t *h, const tc_stream_t *s);
+/* GET /api/ranking?window=S&n=N */
+void tc_api_ranking_cb(struct evhttp_request *req, const char *path, void *arg);
 
 /* ---- outputs and the server ------------------------------------------- */
 
@@ -217,6 +252,7 @@ struct tc_server {
     tc_rtmp_session_t *sessions;       /* every RTMP connection */
     struct tc_flv_viewer *flv_viewers; /* every HTTP-FLV viewer */
     core_metric_t *rtmp_bytes_in;
+    struct tc_llhls *llhls;            /* LL-HLS streams and routes */
 };
 
 /* RTMP: take over an accepted socket. Returns 0 or -ENOMEM (fd closed). */

@@ -56,7 +56,7 @@ struct probe {
     player_t players[MAX_PLAYERS];
     int nplayers;
     int fps, width, height, bitrate;
-    uint64_t duration_ns, start_wall, start_mono;
+    uint64_t duration_ns, grace_ns, start_wall, start_mono;
     int json;
     frame_t *frames;
     int nframes;
@@ -475,6 +475,7 @@ static void usage(FILE *f)
         "  --host H           (127.0.0.1)   --rtmp-port P (1935)   --http-port P (8080)\n"
         "  --stream NAME      stream name (probe)\n"
         "  --duration D       how long to publish (10s)\n"
+        "  --grace D          how long players keep reading after the last frame (3s)\n"
         "  --fps N            frame rate (30)   --size WxH (320x240)   --bitrate BPS (300000)\n"
         "  --json             one JSON object instead of the tables\n"
         "Latency runs from a frame's intended capture time to its arrival at the player.\n");
@@ -488,6 +489,7 @@ int bench_cmd_latency(int argc, char **argv)
         {"http-port", required_argument, NULL, 'w'}, {"stream", required_argument, NULL, 's'},
         {"duration", required_argument, NULL, 'd'}, {"fps", required_argument, NULL, 'f'},
         {"size", required_argument, NULL, 'z'}, {"bitrate", required_argument, NULL, 'b'},
+        {"grace", required_argument, NULL, 'g'},
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -505,6 +507,7 @@ int bench_cmd_latency(int argc, char **argv)
     p->height = 240;
     p->bitrate = 300000;
     p->duration_ns = 10000000000ULL;
+    p->grace_ns = 3000000000ULL;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         long v = 0;
@@ -535,7 +538,8 @@ int bench_cmd_latency(int argc, char **argv)
         case 'b': p->bitrate = (int)v; break;
         case 'j': p->json = 1; break;
         case 'd':
-            if (bench_duration_parse(optarg, &p->duration_ns) != 0) {
+        case 'g':
+            if (bench_duration_parse(optarg, opt == 'd' ? &p->duration_ns : &p->grace_ns) != 0) {
                 fprintf(stderr, "oboro-bench latency: bad duration '%s'\n", optarg);
                 goto out;
             }
@@ -599,7 +603,7 @@ int bench_cmd_latency(int argc, char **argv)
         /* players keep reading for a grace period after the last frame so
          * the frames still in flight (HLS: the last segment) arrive; a
          * publisher that failed ends the run at once */
-        uint64_t end = p->start_wall + p->duration_ns + 3000000000ULL;
+        uint64_t end = p->start_wall + p->duration_ns + p->grace_ns;
 
         while (bench_wall_ns() < end && !atomic_load(&interrupted) && !atomic_load(&p->pub_failed)) {
             struct timespec ts = {0, 50 * 1000 * 1000};

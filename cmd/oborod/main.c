@@ -290,6 +290,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "oborod: cannot start RTMP: %s\n", strerror(-rv));
         return 1;
     }
+    rv = tc_server_set_cache(d.tc, d.cache); /* viewers in the live state */
+    if (rv != 0) {
+        fprintf(stderr, "oborod: cannot report viewers to the cache: %s\n", strerror(-rv));
+        return 1;
+    }
     core_loop_on_shutdown(d.loop, on_shutdown, &d);
     core_loop_every(d.loop, 100, purge_tick, &d);
 

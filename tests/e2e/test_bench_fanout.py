@@ -28,9 +28,9 @@ class BenchFanoutTest(unittest.TestCase):
         cls.origin.close()
         cls.tmp.cleanup()
 
-    def fanout(self, name, *extra):
+    def fanout(self, name, *extra, duration="3s"):
         p = run_bench("fanout", "--url", "http://127.0.0.1:%d/live/%s.flv" % (self.origin.port, name),
-                      "--viewers", 4, "--duration", "3s", "--json", *extra)
+                      "--viewers", 4, "--duration", duration, "--json", *extra)
         self.assertEqual(p.returncode, 0, p.stderr)
         return json.loads(p.stdout)
 
@@ -49,7 +49,7 @@ class BenchFanoutTest(unittest.TestCase):
         self.assertGreaterEqual(res["server_cpu"]["avg_pct"], 0)
 
     def test_drops_detected(self):
-        res = self.fanout("drops")
+        res = self.fanout("drops", duration="2s")
         self.assertEqual(res["stalls"], 0)
         for v in res["per_viewer"]:
             self.assertGreaterEqual(v["drops"], 1, v)
@@ -62,7 +62,7 @@ class BenchFanoutTest(unittest.TestCase):
             self.assertGreater(v["stalled_ms"], 1000, v)
 
     def test_refused_viewers_fail(self):
-        res = self.fanout("missing")
+        res = self.fanout("missing", duration="1s")
         self.assertEqual((res["connected"], res["failed"]), (0, 4))
         self.assertEqual(res["per_viewer"][0]["error"], "HTTP 404")
 

@@ -14,7 +14,8 @@ class BenchLatencyTest(unittest.TestCase):
     def test_nginx_rtmp_play_and_hls(self):
         with NginxRtmp() as n:
             p = run_bench("latency", "--publish", n.rtmp_url("probe"), "--play", n.rtmp_url("probe"),
-                          "--play", n.hls_url("probe"), "--duration", "4s", "--fps", 25, "--json")
+                          "--play", n.hls_url("probe"), "--duration", "4s", "--fps", 25, "--grace", "2s",
+                          "--json")
             self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
             res = json.loads(p.stdout)
             self.assertIsNone(res["publish_error"])
@@ -40,7 +41,7 @@ class BenchLatencyTest(unittest.TestCase):
     def test_text_report(self):
         with NginxRtmp() as n:
             p = run_bench("latency", "--publish", n.rtmp_url("t"), "--play", n.rtmp_url("t"),
-                          "--duration", "1s", "--fps", 10)
+                          "--duration", "1s", "--fps", 10, "--grace", "500ms")
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertRegex(p.stdout, r"(?m)^Published: rtmp://\S+  frames=10 at 10 fps")
             self.assertRegex(p.stdout, r"(?m)^Count: frames=10 failed=0 success%=100\.00$")
@@ -69,7 +70,7 @@ class BenchLatencyTest(unittest.TestCase):
     def test_against_oborod(self):
         with Oborod() as d:
             p = run_bench("latency", "--rtmp-port", d.rtmp_port, "--http-port", d.http_port,
-                          "--duration", "4s", "--json")
+                          "--duration", "4s", "--grace", "1s", "--json")
             res = json.loads(p.stdout)
             self.assertIsNone(res["publish_error"])
             self.assertEqual(p.returncode, 0, p.stderr)

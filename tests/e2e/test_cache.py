@@ -190,6 +190,21 @@ class CacheTest(unittest.TestCase):
             self.assertEqual(c.dbsize(), 1)
             self.assertGreaterEqual(c.info("stats")["expired_keys"], 2000)
 
+    def test_memory_follows_keys(self):
+        """Keys show up under cache.keys in INFO memory and leave with them."""
+        with Oborod() as d:
+            c = client(d)
+            base = c.info("memory")["mem_tag_cache.keys"]["bytes"]
+            p = c.pipeline(transaction=False)
+            for i in range(20000):
+                p.set("key:%012d" % i, "v" * 32)
+            p.execute()
+            full = c.info("memory")["mem_tag_cache.keys"]["bytes"]
+            self.assertGreater(full - base, 20000 * 16 + 20000 * 32)
+            self.assertGreater(c.memory_usage("key:000000000001"), 48)
+            c.flushall()
+            self.assertLess(c.info("memory")["mem_tag_cache.keys"]["bytes"], base + 4096)
+
     def test_client_commands(self):
         with Oborod() as d:
             a = client(d)

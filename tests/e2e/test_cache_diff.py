@@ -25,12 +25,18 @@ class RedisServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         harness._live.append(self.proc)
         deadline = time.time() + 10
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                c = Conn(self.port)
+                if "--requirepass" in args:
+                    c.call(["AUTH", list(args)[list(args).index("--requirepass") + 1]])
+                info = c.call(["INFO", "server"])
+                c.close()
+                if b"process_id:%d\r" % self.proc.pid in info:
+                    return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.close()
         raise AssertionError("redis-server did not start")
 
@@ -221,6 +227,36 @@ class DiffTest(unittest.TestCase):
                     c.close()
             for i, cmd in enumerate(SCRIPT):
                 self.assertEqual(out[1][i], out[0][i], "pipelined reply to %r differs" % (cmd[:6],))
+
+    def test_keys_and_scan(self):
+        """Same key sets from KEYS and from a full SCAN (order aside)."""
+        with RedisServer() as r, Oborod() as d:
+            results = []
+            for p in (r.port, d.port):
+                c = Conn(p)
+                try:
+                    cmds = [["SET", "user:%d" % i, "v"] for i in range(300)]
+                    cmds += [["HSET", "h:%d" % i, "f", "v"] for i in range(50)]
+                    cmds += [["ZADD", "z:%d" % i, "1", "m"] for i in range(50)]
+                    c.pipeline(cmds)
+                    got = [c.call(["KEYS", "user:1*"]).split(b"\r\n"),
+                           c.call(["KEYS", "[hz]:?"]).split(b"\r\n")]
+                    for typ in (None, "hash", "zset", "string"):
+                        seen, cur = set(), b"0"
+                        while True:
+                            args = ["SCAN", cur, "COUNT", "7"] + (["TYPE", typ] if typ else [])
+                            rep = c.call(args).split(b"\r\n")
+                            cur = rep[2]
+                            seen.update(x for x in rep[5::2] if x)
+                            if cur == b"0":
+                                break
+                        got.append(seen)
+                    results.append([sorted(g[2::2]) if isinstance(g, list) else g for g in got])
+                finally:
+                    c.close()
+            self.assertEqual(results[1], results[0])
+            self.assertEqual(len(results[1][2]), 400)
+            self.assertEqual(len(results[1][3]), 50)
 
     def test_protocol_errors(self):
         """Malformed requests get Redis's error and the connection closes."""

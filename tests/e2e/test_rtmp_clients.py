@@ -111,6 +111,39 @@ class ClientsTest(unittest.TestCase):
             finally:
                 pub.close()
 
+    def test_aggregate_messages(self):
+        """Relays send runs of FLV tags as one aggregate message (type 22)."""
+        def tag(ttype, ts, body):
+            return (bytes([ttype]) + len(body).to_bytes(3, "big") + (ts & 0xFFFFFF).to_bytes(3, "big") +
+                    bytes([ts >> 24]) + b"\x00\x00\x00" + body + (len(body) + 11).to_bytes(4, "big"))
+        seq = b"\x17\x00\x00\x00\x00\x01\x64\x00\x1f"
+        key = b"\x17\x01\x00\x00\x00\x00\x00\x00\x02\x65\x88"
+        inter = b"\x27\x01\x00\x00\x00\x00\x00\x00\x02\x41\x9a"
+        with Oborod() as d:
+            pub = MiniPublisher(d.rtmp_port, "agg")
+            try:
+                agg = tag(9, 5000, seq) + tag(9, 5000, key) + tag(9, 5033, inter) + tag(9, 5066, inter)
+                pub.s.sendall(chunk(6, 1000, 22, 1, agg))
+                st = wait_stream(d, "agg", packets=4)
+                self.assertEqual(st["video"]["codec"], "h264")
+                conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
+                conn.request("GET", "/live/agg.flv")
+                tags = read_tags(conn.getresponse(), 4)
+                self.assertEqual([t[2] for t in tags], [seq, key, inter, inter])
+                self.assertEqual([t[1] for t in tags[1:]], [0, 33, 66])
+                conn.close()
+                # a broken aggregate closes only that publisher
+                pub.s.sendall(chunk(6, 2000, 22, 1, b"\x09\x00\x00\x05garbage"))
+                pub.s.settimeout(5)
+                try:
+                    while pub.s.recv(65536):
+                        pass
+                except ConnectionResetError:
+                    pass
+                self.assertIn("malformed aggregate message", d.log_text())
+            finally:
+                pub.close()
+
     def test_gstreamer_rtmp2sink_publishes(self):
         with Oborod() as d:
             cmd = ["gst-launch-1.0", "-q",

@@ -247,6 +247,106 @@ START_TEST(test_group_commit)
 }
 END_TEST
 
+/* A log that commits later, from a timer, as Raft would. */
+typedef struct pending {
+    char buf[4096];
+    size_t len;
+    cache_log_done_cb done;
+    void *arg;
+} pending_t;
+
+static pending_t pend[16];
+static int npend;
+static struct event *commit_ev;
+
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+    for (int i = 0; i < npend; i++) {
+        cache_apply_batch(rec_srv, pend[i].buf, pend[i].len, (uint64_t)i + 1);
+        pend[i].done(pend[i].arg, 0);
+    }
+    npend = 0;
+}
+
+static int late_propose(void *impl, const void *buf, size_t len, cache_log_done_cb done, void *arg)
+{
+    struct timeval tv = {0, 10000};
+
+    if (npend == 16 || len > sizeof(pend[0].buf))
+        return -EAGAIN;
+    memcpy(pend[npend].buf, buf, len);
+    pend[npend].len = len;
+    pend[npend].done = done;
+    pend[npend].arg = arg;
+    npend++;
+    evtimer_add(commit_ev, &tv);
+    return 0;
+}
+
+static const cache_log_ops_t late_ops = {late_propose, rec_leader, rec_leader_addr, NULL};
+
+static int connect_to(int port)
+{
+    struct sockaddr_in sa = {0};
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(0x7f000001);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return c;
+}
+
+static void spin(int ms)
+{
+    struct event *t = evtimer_new(core_loop_base(loop), quit_cb, NULL);
+    struct timeval tv = {0, ms * 1000};
+
+    evtimer_add(t, &tv);
+    event_base_dispatch(core_loop_base(loop));
+    event_free(t);
+}
+
+START_TEST(test_async_log)
+{
+    int port = 0, fd = core_listen_tcp("127.0.0.1", 0, 16, &port);
+    cache_server_t *s = NULL;
+    const char req[] = "SET a 1\r\nINCR a\r\nGET a\r\nDEL nokey\r\n";
+    const char want[] = "+OK\r\n:2\r\n$1\r\n2\r\n:0\r\n";
+    char got[256];
+    size_t n = 0;
+    int c1, c2;
+
+    ck_assert_int_eq(cache_server_new(&s, loop, fd, &conf, NULL), 0);
+    rec_srv = s;
+    commit_ev = evtimer_new(core_loop_base(loop), commit_cb, NULL);
+    cache_server_set_log(s, &late_ops, NULL);
+    /* a client that leaves before its writes commit */
+    c1 = connect_to(port);
+    ck_assert_int_eq(write(c1, "SET gone 1\r\nSET gone2 2\r\n", 26), 26);
+    spin(2);
+    close(c1);
+    /* a client whose read waits for its earlier writes */
+    c2 = connect_to(port);
+    ck_assert_int_eq(write(c2, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    for (int k = 0; k < 100 && n < sizeof(want) - 1; k++) {
+        ssize_t r;
+
+        spin(5);
+        r = recv(c2, got + n, sizeof(got) - n, MSG_DONTWAIT);
+        if (r > 0)
+            n += (size_t)r;
+    }
+    ck_assert_uint_eq(n, sizeof(want) - 1);
+    ck_assert(memcmp(got, want, n) == 0);
+    ck_assert_ptr_nonnull(cache_ks_find(cache_server_ks(s), "gone2", 5, 0, 0));
+    close(c2);
+    spin(20);
+    cache_server_free(&s);
+    event_free(commit_ev);
+}
+END_TEST
+
 static Suite *apply_suite(void)
 {
     Suite *s = suite_create("apply");
@@ -256,6 +356,7 @@ static Suite *apply_suite(void)
     tcase_add_test(tc, test_deterministic);
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_group_commit);
+    tcase_add_test(tc, test_async_log);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -159,6 +159,21 @@ START_TEST(test_glob)
     ck_assert(cache_glob("MAX*", 4, "maxclients", 10, 1));
     ck_assert(!cache_glob("MAX*", 4, "maxclients", 10, 0));
     ck_assert(cache_glob("*a*b*", 5, "xxaxxbxx", 8, 0));
+    ck_assert(!cache_glob("*a*b", 4, "xxaxxbxx", 8, 0));
+    ck_assert(cache_glob("a*", 2, "a", 1, 0));
+    ck_assert(!cache_glob("a*b", 3, "a", 1, 0));
+    {
+        /* pathological: must answer at once, not in exponential time */
+        char pat[64], subj[128];
+
+        for (int i = 0; i < 30; i++) {
+            pat[2 * i] = '*';
+            pat[2 * i + 1] = 'a';
+        }
+        pat[60] = 'b';
+        memset(subj, 'a', sizeof(subj));
+        ck_assert(!cache_glob(pat, 61, subj, sizeof(subj), 0));
+    }
 }
 END_TEST
 

@@ -8,6 +8,7 @@
 #include "core/arena_int.h"
 
 #include <check.h>
+#include <event2/buffer.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -393,6 +394,26 @@ START_TEST(aligned_blocks)
     core_mem_fail_after(1);
     ck_assert_ptr_null(core_aligned_alloc(CORE_TAG_TEST, 4096, 10));
     core_mem_fail_reset();
+}
+END_TEST
+
+START_TEST(libevent_is_tagged_net)
+{
+    int64_t before = core_mem_tag_live(CORE_TAG_NET);
+    struct evbuffer *b = evbuffer_new();
+    char chunk[1000];
+
+    ck_assert_ptr_nonnull(b);
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 300; i++)
+        ck_assert_int_eq(evbuffer_add(b, chunk, sizeof(chunk)), 0);
+    ck_assert_int_ge(core_mem_tag_live(CORE_TAG_NET) - before, 300 * 1000);
+    /* fault injection is for our callers' tests, not libevent's */
+    core_mem_fail_after(1);
+    ck_assert_int_eq(evbuffer_add(b, chunk, sizeof(chunk)), 0);
+    core_mem_fail_reset();
+    evbuffer_free(b);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_NET), before);
 }
 END_TEST
 
@@ -916,6 +937,7 @@ int main(void)
     tcase_add_test(t3, realloc_across_classes);
     tcase_add_test(t3, realloc_fault_keeps_block);
     tcase_add_test(t3, aligned_blocks);
+    tcase_add_test(t3, libevent_is_tagged_net);
     tcase_add_test(t4, cross_thread_free);
     tcase_add_test(t4, per_thread_counters);
     tcase_add_test(t4, worker_flush);

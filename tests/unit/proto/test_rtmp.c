@@ -360,6 +360,22 @@ START_TEST(lying_length_does_not_allocate)
 }
 END_TEST
 
+START_TEST(enomem_while_assembling)
+{
+    uint8_t in[12 + 200] = {0x03, 0, 0, 0, 0, 0, 200, 9, 1, 0, 0, 0};
+    rtmp_reader_t r;
+    rtmp_msg_t m;
+    int done;
+
+    rtmp_reader_init(&r, 65536, CORE_TAG_TEST);
+    ck_assert_int_eq(rtmp_reader_parse(&r, in, sizeof(in), &m, &done), 12);
+    core_mem_fail_after(1);
+    ck_assert_int_eq(rtmp_reader_parse(&r, in + 12, 128, &m, &done), -ENOMEM);
+    core_mem_fail_reset();
+    rtmp_reader_close(&r);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("proto/rtmp");
@@ -376,6 +392,7 @@ static Suite *suite(void)
     tcase_add_test(tc, writer_roundtrip);
     tcase_add_test(tc, control_messages);
     tcase_add_test(tc, lying_length_does_not_allocate);
+    tcase_add_test(tc, enomem_while_assembling);
     suite_add_tcase(s, tc);
     return s;
 }
