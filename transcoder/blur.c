@@ -77,7 +77,8 @@ struct tc_blur {
     AVPacket *pkt, *opkt;
     AVFrame *frm;
     int width, height, seen_key;
-    double fps;
+    double fps, kbps;          /* copied from the stream at start */
+    int preset;
     blur_detect_t *det;
     void *scratch;
     uint8_t *save;
@@ -316,13 +317,12 @@ static int open_encoder(tc_blur_t *b, const AVFrame *f)
     b->enc->color_primaries = f->color_primaries;
     b->enc->color_trc = f->color_trc;
     static const char *const presets[] = {"ultrafast", "superfast", "veryfast"};
-    int pi = b->stream->hub->conf->blur_preset;
-    av_opt_set(b->enc->priv_data, "preset", presets[pi >= 0 && pi < 3 ? pi : 1], 0);
+    av_opt_set(b->enc->priv_data, "preset", presets[b->preset >= 0 && b->preset < 3 ? b->preset : 1], 0);
     av_opt_set(b->enc->priv_data, "tune", "zerolatency", 0);
     av_opt_set(b->enc->priv_data, "crf", "18", 0);
     av_opt_set(b->enc->priv_data, "forced-idr", "1", 0);
     av_opt_set(b->enc->priv_data, "x264-params", "scenecut=0", 0);
-    double kbps = b->stream->info.kbps;
+    double kbps = b->kbps;
     if (kbps > 0) {
         /* near the source's rate: a cap of twice the measured average */
         b->enc->rc_max_rate = (int64_t)(kbps * 2000);
@@ -675,7 +675,10 @@ int tc_blur_start(tc_stream_t *s, struct event_base *base)
     if (!b)
         return -ENOMEM;
     b->stream = s;
+    /* the worker reads only its own copies of the stream's figures */
     b->fps = s->info.fps_meta > 0 ? s->info.fps_meta : 30;
+    b->kbps = s->info.kbps;
+    b->preset = s->hub->conf->blur_preset;
     b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->efd < 0) {
         rc = -errno;

@@ -287,6 +287,28 @@ class BlurTest(unittest.TestCase):
         for k in range(len(o) - 10, len(o)):
             self.assertEqual(psnr(s[align(s, o[k:k + 1])], o[k]), 99.0)
 
+    def test_resolution_change_falls_back(self):
+        """The source switches from 320x240 to 640x360 mid-stream: the
+        pipeline gives up (log line, status), viewers keep getting video."""
+        parts = []
+        for i, size in enumerate(("320x240", "640x360")):
+            part = os.path.join(self.tmp.name, "res%d.ts" % i)
+            run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                 "-f", "lavfi", "-i", "testsrc2=s=%s:r=30:d=1.5" % size, "-c:v", "libx264",
+                 "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p", "-f", "mpegts", part])
+            parts.append(part)
+        src = os.path.join(self.tmp.name, "res.flv")
+        run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+             "-i", "concat:" + "|".join(parts), "-c", "copy", "-f", "flv", src])
+        out = os.path.join(self.tmp.name, "res-out.flv")
+        info = relay(self.d, "bres", src, out)
+        self.assertEqual(info["blur"]["status"], "passthrough", info)
+        self.assertEqual(info["blur"]["reason"], "resolution changed mid-stream", info)
+        self.assertIn("blur pipeline failed", self.d.log_text())
+        r = run(["ffprobe", "-hide_banner", "-v", "error", "-count_frames", "-show_entries",
+                 "stream=nb_read_frames", "-of", "csv=p=0", out])
+        self.assertGreater(int(r.stdout.decode().strip().split(",")[0]), 40)
+
     def test_unsupported_codec_falls_back(self):
         """A codec the encoder cannot match: one log line, status flag, and
         viewers get the source's video."""
