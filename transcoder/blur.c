@@ -12,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <libavcodec/avcodec.h>
+#include <libavutil/log.h>
 #include <libavutil/opt.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -674,6 +675,10 @@ int tc_blur_start(tc_stream_t *s, struct event_base *base)
     int rc = -ENOMEM;
     if (!b)
         return -ENOMEM;
+    /* libx264 prints its settings at FFmpeg's default level (info) to
+     * stderr, outside our log format: keep FFmpeg to warnings and up */
+    if (av_log_get_level() > AV_LOG_WARNING)
+        av_log_set_level(AV_LOG_WARNING);
     b->stream = s;
     /* the worker reads only its own copies of the stream's figures */
     b->fps = s->info.fps_meta > 0 ? s->info.fps_meta : 30;

@@ -6,7 +6,10 @@ source frame by frame: inside the banner the high-frequency energy drops
 by >= 90% on every frame where the banner shows; outside it PSNR >= 40 dB;
 on banner-free content nothing is blurred."""
 import os
+import socket
+import struct
 import subprocess
+import threading
 import tempfile
 import time
 import unittest
@@ -116,6 +119,98 @@ def relay(d, name, src, out, key="?blur=1", readrate=None):
         time.sleep(0.1)
     reader.wait(timeout=30)
     return info
+
+
+def amf_str(v):
+    b = v.encode()
+    return b"\x02" + struct.pack(">H", len(b)) + b
+
+
+def amf_num(v):
+    return b"\x00" + struct.pack(">d", v)
+
+
+def amf_obj(d):
+    out = b"\x03"
+    for k, v in d.items():
+        kb = k.encode()
+        out += struct.pack(">H", len(kb)) + kb + (amf_num(v) if isinstance(v, (int, float))
+                                                   else amf_str(v))
+    return out + b"\x00\x00\x09"
+
+
+CHUNK = 4096
+
+
+def rtmp_msg(csid, ts, mtype, msid, payload):
+    """One message: a type-0 chunk, then type-3 chunks of CHUNK bytes."""
+    out = (bytes([csid]) + min(ts, 0xFFFFFF).to_bytes(3, "big") + len(payload).to_bytes(3, "big") +
+           bytes([mtype]) + struct.pack("<I", msid) + payload[:CHUNK])
+    for i in range(CHUNK, len(payload), CHUNK):
+        out += bytes([0xC0 | csid]) + payload[i:i + CHUNK]
+    return out
+
+
+def flv_tags(path):
+    data = open(path, "rb").read()
+    pos = int.from_bytes(data[5:9], "big") + 4
+    while pos + 11 <= len(data):
+        t, size = data[pos], int.from_bytes(data[pos + 1:pos + 4], "big")
+        ts = int.from_bytes(data[pos + 4:pos + 7], "big") | (data[pos + 7] << 24)
+        yield t, ts, data[pos + 11:pos + 11 + size]
+        pos += 11 + size + 4
+
+
+def rtmp_publish_with_notification(d, name, flv, note_at_ms, note):
+    """A minimal RTMP publisher (the app side): publishes the tags of flv
+    in real time and sends an onNotification data message at note_at_ms."""
+    s = socket.create_connection(("127.0.0.1", d.rtmp_port), timeout=10)
+    s.sendall(b"\x03" + b"\x00" * 1536)
+    got = b""
+    while len(got) < 1 + 2 * 1536:
+        b = s.recv(8192)
+        if not b:
+            raise AssertionError("closed during handshake")
+        got += b
+    s.sendall(got[1:1 + 1536])
+    stop = threading.Event()
+
+    def drain():
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                if not s.recv(65536):
+                    return
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+    t = threading.Thread(target=drain)
+    t.start()
+    try:
+        s.sendall(rtmp_msg(2, 0, 1, 0, struct.pack(">I", 128)))
+        s.sendall(rtmp_msg(2, 0, 1, 0, struct.pack(">I", CHUNK)))
+        s.sendall(rtmp_msg(3, 0, 20, 0, amf_str("connect") + amf_num(1) +
+                           amf_obj({"app": "live", "type": "nonprivate"})))
+        s.sendall(rtmp_msg(3, 0, 20, 0, amf_str("createStream") + amf_num(2) + b"\x05"))
+        time.sleep(0.3)
+        s.sendall(rtmp_msg(4, 0, 20, 1, amf_str("publish") + amf_num(3) + b"\x05" +
+                           amf_str(name + "?blur=1") + amf_str("live")))
+        time.sleep(0.3)
+        start, sent_note = time.time(), False
+        for typ, ts, body in flv_tags(flv):
+            delay = ts / 1000.0 - (time.time() - start)
+            if delay > 0:
+                time.sleep(delay)
+            if not sent_note and ts >= note_at_ms:
+                s.sendall(rtmp_msg(5, ts, 18, 1, amf_str("onNotification") + amf_obj(note)))
+                sent_note = True
+            s.sendall(rtmp_msg(6 if typ == 9 else 7 if typ == 8 else 5, ts, typ, 1, body))
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+        s.close()
 
 
 class BlurTest(unittest.TestCase):
@@ -238,15 +333,15 @@ class BlurTest(unittest.TestCase):
             self.assertGreaterEqual(psnr(s[i, :150], o[k, :150]), 40.0)
 
     def test_long_banner_free_content(self):
-        """60 s of moving content without banners (read at 10x): nothing is
+        """60 s of moving content without banners (read at 6x): nothing is
         blurred."""
         global W, H
         src = os.path.join(self.tmp.name, "long.flv")
         out = os.path.join(self.tmp.name, "long-out.flv")
         run([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-             "-f", "lavfi", "-i", "testsrc2=s=426x240:r=30:d=60", "-c:v", "libx264",
+             "-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=60", "-c:v", "libx264",
              "-preset", "ultrafast", "-g", "30", "-pix_fmt", "yuv420p", "-f", "flv", src], timeout=120)
-        info = relay(self.d, "blong", src, out, readrate=10)
+        info = relay(self.d, "blong", src, out, readrate=6)
         self.assertEqual(info["blur"]["status"], "on", info)
         self.assertGreater(info["blur"]["frames_in"], 1500, info)
         self.assertEqual(info["blur"]["frames_blurred"], 0, info)
@@ -286,6 +381,39 @@ class BlurTest(unittest.TestCase):
         self.assertLess(min(psnr(s[align(s, o[k:k + 1])], o[k]) for k in range(len(o))), 30)
         for k in range(len(o) - 10, len(o)):
             self.assertEqual(psnr(s[align(s, o[k:k + 1])], o[k]), 99.0)
+
+    def test_app_notification_region(self):
+        """An onNotification data message from the app blurs its rectangle
+        for its duration."""
+        src = os.path.join(self.tmp.name, "note.flv")
+        out = os.path.join(self.tmp.name, "note-out.flv")
+        make_clip(src, "none", 3.0)
+        note = {"x": 300, "y": 180, "width": 200, "height": 100, "duration": 30}
+        reader = {}
+
+        def read():
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                if self.d.http_json("/api/streams/bnote")[0] == 200:
+                    break
+                time.sleep(0.05)
+            reader["p"] = subprocess.run(
+                [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                 "-i", self.d.url("/live/bnote.flv"), "-c", "copy", "-f", "flv", out],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        t = threading.Thread(target=read)
+        t.start()
+        rtmp_publish_with_notification(self.d, "bnote", src, 1000, note)
+        t.join()
+        self.assertIn("notification region", self.d.log_text())
+        s = luma_frames(src)
+        o = luma_frames(out)
+        first = align(s, o)
+        for k in range(len(o) - 20, len(o) - 3):
+            i = first + k
+            a, b = s[i, 190:270, 310:490], o[k, 190:270, 310:490]
+            self.assertLessEqual(hf_energy(b), 0.10 * hf_energy(a), "frame %d" % i)
+            self.assertGreaterEqual(psnr(s[i, :150], o[k, :150]), 40.0)
 
     def test_resolution_change_falls_back(self):
         """The source switches from 320x240 to 640x360 mid-stream: the
