@@ -313,6 +313,8 @@ CMD(cmd_pfadd); CMD(cmd_pfcount); CMD(cmd_pfmerge);
 /* server.c (connection and server commands) */
 CMD(cmd_ping); CMD(cmd_echo); CMD(cmd_quit); CMD(cmd_hello); CMD(cmd_auth); CMD(cmd_select);
 CMD(cmd_client); CMD(cmd_command); CMD(cmd_info); CMD(cmd_config); CMD(cmd_time);
+/* raft_cmd.c */
+CMD(cmd_raft_info); CMD(cmd_raft_node); CMD(cmd_raft_transfer); CMD(cmd_raft_snapshot);
 
 /* server internals needed by commands */
 long long cache_server_max_bulk(cache_server_t *s);

@@ -121,6 +121,11 @@ static const cache_cmd_t table[] = {
     {"pfadd", -2, W | F, cmd_pfadd, NULL, 1, 1, 1, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "2.8.9"},
     {"pfcount", -2, R, cmd_pfcount, NULL, 1, -1, 1, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "2.8.9"},
     {"pfmerge", -2, W, cmd_pfmerge, NULL, 1, -1, 1, "hyperloglog", "Merges one or more HyperLogLog values into a single key.", "2.8.9"},
+    /* Raft (cache/raft_cmd.c) */
+    {"raft.info", 1, CMD_ADMIN, cmd_raft_info, NULL, 0, 0, 0, "raft", "Returns the Raft role, term, leader, indexes and peers of this node.", "0.1.0"},
+    {"raft.node", -3, CMD_ADMIN, cmd_raft_node, NULL, 0, 0, 0, "raft", "Adds (ADD id host:port) or removes (REMOVE id) a voter of the shard.", "0.1.0"},
+    {"raft.transfer", -1, CMD_ADMIN, cmd_raft_transfer, NULL, 0, 0, 0, "raft", "Hands leadership to another node (the most up-to-date one without an id).", "0.1.0"},
+    {"raft.snapshot", 1, CMD_ADMIN, cmd_raft_snapshot, NULL, 0, 0, 0, "raft", "Takes a snapshot at the next applied entry.", "0.1.0"},
 };
 
 #define NCMD (sizeof(table) / sizeof(table[0]))

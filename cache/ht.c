@@ -215,11 +215,16 @@ void ht_unlink(ht_t *h, ht_node_t **slot)
     ht_node_t *n = *slot;
     int i = 0;
 
+    /* which table did it live in? Not only the buckets of t[0] below
+     * rehashidx have moved to t[1]: every insert during a rehash goes to
+     * t[1] too, whatever its t[0] bucket, so look for it there */
+    if (rehashing(h))
+        for (ht_node_t *x = h->t[1][n->hash & h->mask[1]]; x != NULL; x = x->next)
+            if (x == n) {
+                i = 1;
+                break;
+            }
     *slot = n->next;
-    /* which table did it live in? */
-    /* buckets of t[0] below rehashidx have moved to t[1] */
-    if (rehashing(h) && (n->hash & h->mask[0]) < h->rehashidx)
-        i = 1;
     h->used[i]--;
 }
 

@@ -8,6 +8,7 @@
  * pending replies are written at the end of the loop iteration, one
  * write(2) per client. */
 #include "cache/cache_int.h"
+#include "cache/raft.h"
 
 #include "core/log.h"
 #include "core/memreport.h"
@@ -73,6 +74,7 @@ struct cache_client {
     char addr[64], laddr[64];
     uint64_t ctime_ms, last_ms;
     const char *last_cmd;
+    int read_ok;                     /* passed a read barrier (cache/raft.h) */
 };
 
 typedef struct batch {
@@ -122,11 +124,13 @@ struct cache_server {
     uint64_t stat_conns, stat_cmds, stat_rejected, stat_in, stat_out, stat_batches;
     uint64_t cron_ticks;
     uint64_t mono_ms;   /* refreshed by the cron: idle times need no finer clock */
+    cache_raft_t *raft;              /* NULL: local log (cache/raft_cmd.c) */
 };
 
 static void client_close(cache_client_t *c, const char *why);
 static void process_input(cache_client_t *c);
 static void schedule_flush(cache_server_t *s);
+static void resume_client(cache_client_t *c);
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -147,6 +151,23 @@ uint64_t cache_server_random(cache_server_t *s)
 struct cache_ks *cache_server_ks(cache_server_t *s)
 {
     return s->ks;
+}
+
+cache_raft_t *cache_server_raft(cache_server_t *s)
+{
+    return s->raft;
+}
+
+/* A linearizable read waited for its barrier (cache/raft.h). */
+static void read_barrier_done(void *arg, int status)
+{
+    cache_client_t *c = arg;
+
+    c->inflight--;
+    c->refs--;
+    c->read_ok = status == 0;
+    resume_client(c);
+    c->read_ok = 0;
 }
 
 static int is_leader(cache_server_t *s)
@@ -908,6 +929,16 @@ static void process_input(cache_client_t *c)
         }
         if (c->inflight > 0)
             break; /* reads and errors wait for this client's writes */
+        if (cmd != NULL && (cmd->flags & CMD_READONLY) && (cmd->flags & CMD_KEYSPACE) &&
+            s->raft != NULL && !c->read_ok && cache_raft_linearizable(s->raft) &&
+            cache_raft_barrier(s->raft, read_barrier_done, c) == 0) {
+            /* linearizable read: answered once this iteration's barrier
+             * shows we still lead (shared by every read of the iteration);
+             * the ref keeps c alive until the barrier calls back */
+            c->inflight++;
+            c->refs++;
+            break;
+        }
         c->ipos += (size_t)n;
         unescape_args(c->argv, argc);
         if (!precheck(&x, cmd)) {
@@ -1153,7 +1184,9 @@ int cache_conf_register(core_conf_t *c, cache_conf_t *cc)
     defs[2].ptr = &cc->requirepass;
     defs[3].ptr = &cc->proto_max_bulk_len;
     defs[4].ptr = &cc->client_output_limit;
-    return core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0]));
+    if (core_conf_add(c, defs, sizeof(defs) / sizeof(defs[0])) != 0)
+        return -EINVAL;
+    return cache_raft_conf_register(c, cache_raft_conf_daemon());
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
@@ -1194,6 +1227,9 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
         if (s->batch[i].scope == NULL)
             goto err_after_ks;
     }
+    rv = cache_raft_attach(s, loop, cache_raft_conf_daemon(), all, &s->raft);
+    if (rv != 0)
+        goto err_after_ks;
     event_assign(&s->flush_ev, s->base, -1, 0, flush_cb, s);
     event_assign(&s->lev, s->base, fd, EV_READ | EV_PERSIST, accept_cb, s);
     if (event_add(&s->lev, NULL) != 0) {
@@ -1211,6 +1247,7 @@ int cache_server_new(cache_server_t **out, core_loop_t *loop, int fd,
     return 0;
 
 err_after_ks:
+    cache_raft_detach(s, &s->raft);
     for (int i = 0; i < 2; i++)
         if (s->batch[i].scope)
             core_scope_free(&s->batch[i].scope);
@@ -1227,6 +1264,8 @@ void cache_server_free(cache_server_t **sp)
 
     if (s == NULL)
         return;
+    /* first: pending writes fail and their clients get an error */
+    cache_raft_detach(s, &s->raft);
     event_del(&s->lev);
     event_del(&s->flush_ev);
     event_del(&s->cron_ev);

@@ -1324,6 +1324,33 @@ static size_t heap_purge(uint64_t delay_ms)
     return before;
 }
 
+/* ---- fork ------------------------------------------------------------ */
+
+/* A child of fork() (the Raft snapshot writer) allocates while worker
+ * threads of the parent may have held a heap lock at the moment of the
+ * fork. Taking every lock around fork(), in the one order the code nests
+ * them (registry, classes, page heap), leaves the child a consistent heap. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (unsigned c = 0; c < ARENA_NCLASSES; c++)
+        pthread_mutex_lock(&C[c].lock);
+    pthread_mutex_lock(&heap_lock);
+}
+
+static void fork_release(void)
+{
+    pthread_mutex_unlock(&heap_lock);
+    for (unsigned c = ARENA_NCLASSES; c-- > 0;)
+        pthread_mutex_unlock(&C[c].lock);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+__attribute__((constructor)) static void register_fork_handlers(void)
+{
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 #endif /* backing stores */
 
 /* ======================================================================

@@ -20,6 +20,34 @@ struct core_conf {
     size_t n, cap;
 };
 
+static void list_clear(core_conf_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        core_free(l->items[i]);
+    core_free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static int list_append(core_conf_list_t *l, const char *value)
+{
+    char **v, *s;
+
+    if (value[0] == '\0')
+        return 0;
+    s = core_strdup(CORE_TAG_CORE, value);
+    if (s == NULL)
+        return -ENOMEM;
+    v = core_realloc(CORE_TAG_CORE, l->items, (l->n + 1) * sizeof(*v));
+    if (v == NULL) {
+        core_free(s);
+        return -ENOMEM;
+    }
+    v[l->n++] = s;
+    l->items = v;
+    return 0;
+}
+
 core_conf_t *core_conf_new(void)
 {
     return core_calloc(CORE_TAG_CORE, 1, sizeof(core_conf_t));
@@ -34,6 +62,8 @@ void core_conf_free(core_conf_t **cp)
     for (size_t i = 0; i < c->n; i++) {
         if (c->v[i].def->type == CORE_CONF_STR)
             *(char **)c->v[i].def->ptr = NULL;
+        if (c->v[i].def->type == CORE_CONF_LIST)
+            list_clear(c->v[i].def->ptr);
         core_free(c->v[i].strval);
     }
     core_free(c->v);
@@ -106,6 +136,12 @@ static int set_entry(entry_t *e, const char *value, char *err, size_t errlen)
         *(char **)d->ptr = s;
         return 0;
     }
+    case CORE_CONF_LIST:
+        if (list_append(d->ptr, value) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        return 0;
     case CORE_CONF_INT:
         errno = 0;
         v = strtoll(value, &end, 10);
@@ -178,6 +214,8 @@ int core_conf_add(core_conf_t *c, const core_conf_def_t *defs, size_t n)
         e = &c->v[c->n];
         e->def = &defs[i];
         e->strval = NULL;
+        if (defs[i].type == CORE_CONF_LIST)
+            memset(defs[i].ptr, 0, sizeof(core_conf_list_t));
         rv = set_entry(e, defs[i].defval ? defs[i].defval : "", err, sizeof(err));
         if (rv != 0)
             return rv;
@@ -220,6 +258,16 @@ int core_conf_get(const core_conf_t *c, const char *name, char *buf, size_t len)
     case CORE_CONF_ENUM:
         snprintf(buf, len, "%s", d->choices[*(int *)d->ptr]);
         break;
+    case CORE_CONF_LIST: {
+        const core_conf_list_t *l = d->ptr;
+        size_t off = 0;
+
+        if (len > 0)
+            buf[0] = '\0';
+        for (size_t i = 0; i < l->n && off < len; i++)
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "; " : "", l->items[i]);
+        break;
+    }
     }
     return 0;
 }

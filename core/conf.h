@@ -17,7 +17,17 @@ typedef enum core_conf_type {
     CORE_CONF_SIZE,  /* ptr: long long *, "64mb", "1gb", "512k", bytes */
     CORE_CONF_BOOL,  /* ptr: int *, yes/no */
     CORE_CONF_ENUM,  /* ptr: int *, index into choices */
+    CORE_CONF_LIST,  /* ptr: core_conf_list_t *; each setting appends one
+                      * item (repeatable directive); "" or a default of
+                      * NULL/"" leaves the list empty */
 } core_conf_type_t;
+
+/* Storage of a CORE_CONF_LIST directive: items in the order they were set
+ * (file lines first, then flags). Owned by the core_conf_t. */
+typedef struct core_conf_list {
+    char **items;
+    size_t n;
+} core_conf_list_t;
 
 enum {
     CORE_CONF_RUNTIME = 1u << 0, /* CONFIG SET may change it while running */
@@ -52,12 +62,14 @@ void core_conf_free(core_conf_t **cp);
  * a default does not parse, -ENOMEM. */
 int core_conf_add(core_conf_t *c, const core_conf_def_t *defs, size_t n);
 
-/* Set a directive from text. Returns 0; -ENOENT for an unknown name;
+/* Set a directive from text (a LIST directive appends value as one more
+ * item). Returns 0; -ENOENT for an unknown name;
  * -EINVAL for a bad value (err gets a one-line reason). */
 int core_conf_set(core_conf_t *c, const char *name, const char *value,
                   char *err, size_t errlen);
 
-/* Render the current value as text into buf. Returns 0 or -ENOENT. */
+/* Render the current value as text into buf (a LIST: its items joined by
+ * "; "). Returns 0 or -ENOENT. */
 int core_conf_get(const core_conf_t *c, const char *name, char *buf, size_t len);
 
 /* Look up a directive; NULL if unknown. */

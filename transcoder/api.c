@@ -35,9 +35,13 @@ static void stream_json(struct evbuffer *b, const tc_stream_t *s)
 {
     const char *slash = strchr(s->name, '/');
 
-    evbuffer_add_printf(b, "{\"name\":\"%s\",\"app\":\"%.*s\",\"source\":\"push\",\"publishing\":%s,",
-                        slash + 1, (int)(slash - s->name), s->name,
-                        s->publisher != NULL ? "true" : "false");
+    const tc_hub_source_t *src = &s->hub->source;
+
+    evbuffer_add_printf(b, "{\"name\":\"%s\",\"app\":\"%.*s\",", slash + 1,
+                        (int)(slash - s->name), s->name);
+    if (src->describe == NULL || !src->describe(src->arg, s, b))
+        evbuffer_add_printf(b, "\"source\":\"push\",");
+    evbuffer_add_printf(b, "\"publishing\":%s,", s->publisher != NULL ? "true" : "false");
     evbuffer_add_printf(b, "\"video\":{\"codec\":\"%s\",\"width\":%.0f,\"height\":%.0f,\"fps\":%.2f},",
                         s->has_video ? flv_vcodec_name(s->info.vcodec) : "none", s->info.width,
                         s->info.height, s->info.fps > 0 ? s->info.fps : s->info.fps_meta);
@@ -120,6 +124,8 @@ void tc_api_cb(struct evhttp_request *req, const char *path, void *arg)
             first = 0;
             stream_json(b, s);
         }
+        if (srv->hub.source.list != NULL)
+            srv->hub.source.list(srv->hub.source.arg, b, &first);
         tc_latency_stats(&p50, &p99, &max, &n);
         evbuffer_add_printf(b, "],\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu,"
                                "\"samples\":%llu}}\n",

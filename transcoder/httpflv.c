@@ -154,19 +154,64 @@ static void cors(struct evhttp_request *req)
     evhttp_add_header(h, "Access-Control-Expose-Headers", "*");
 }
 
+static const char nf[] = "{\"error\":\"no such stream\"}\n";
+
+static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream_t *st);
+
+/* A request for a stream that a source (pull) is starting: it waits for
+ * the first keyframe, the start timeout or the viewer leaving. */
+typedef struct flv_pending {
+    tc_waiter_t w;
+    tc_server_t *srv;
+    struct evhttp_request *req;
+} flv_pending_t;
+
+static void pending_ready(tc_waiter_t *w, tc_stream_t *st, int err)
+{
+    flv_pending_t *pd = (flv_pending_t *)w;
+    struct evhttp_request *req = pd->req;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    tc_server_t *srv = pd->srv;
+
+    core_free(pd);
+    if (conn != NULL)
+        evhttp_connection_set_closecb(conn, NULL, NULL);
+    if (conn == NULL) {
+        /* the viewer left meanwhile: evhttp left the request to us */
+        evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+    } else if (st != NULL) {
+        start_viewer(srv, req, st);
+    } else if (err == -ETIMEDOUT) {
+        static const char to[] = "{\"error\":\"stream did not start in time\"}\n";
+
+        cors(req);
+        core_http_reply(req, 504, "application/json", to, sizeof(to) - 1);
+    } else {
+        cors(req);
+        core_http_reply(req, err == -ENOENT ? 404 : 503, "application/json", nf, sizeof(nf) - 1);
+    }
+}
+
+static void pending_closed(struct evhttp_connection *conn, void *arg)
+{
+    flv_pending_t *pd = arg;
+    struct evhttp_request *req = pd->req;
+
+    tc_waiter_cancel(&pd->w);
+    core_free(pd);
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+}
+
 void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
 {
     tc_server_t *srv = arg;
-    static const char nf[] = "{\"error\":\"no such stream\"}\n";
     const char *name = path + strlen("/live/");
     size_t nlen = strlen(name);
-    char sname[128], *host = NULL;
-    ev_uint16_t port = 0;
+    char sname[128];
     tc_stream_t *st = NULL;
-    tc_flv_viewer_t *v;
-    uint8_t hdr[FLV_HEADER_LEN];
-    const char *te;
-    int audio, video, one = 1;
+    flv_pending_t *pd = NULL;
+    int err = -ENOENT;
 
     if (evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS) {
         cors(req);
@@ -175,13 +220,38 @@ void tc_httpflv_cb(struct evhttp_request *req, const char *path, void *arg)
     }
     if (nlen > 4 && nlen - 4 < sizeof(sname) && strcmp(name + nlen - 4, ".flv") == 0) {
         snprintf(sname, sizeof(sname), "%.*s", (int)(nlen - 4), name);
-        st = tc_hub_find(&srv->hub, "live", sname);
+        pd = core_calloc(CORE_TAG_HUB, 1, sizeof(*pd));
+        if (pd == NULL) {
+            evhttp_send_error(req, 503, NULL);
+            return;
+        }
+        pd->w.cb = pending_ready;
+        st = tc_hub_lookup(&srv->hub, "live", sname, &pd->w, &err);
     }
+    if (err == -EINPROGRESS) {
+        pd->srv = srv;
+        pd->req = req;
+        evhttp_connection_set_closecb(evhttp_request_get_connection(req), pending_closed, pd);
+        return;
+    }
+    core_free(pd);
     if (st == NULL) {
         cors(req);
         core_http_reply(req, 404, "application/json", nf, sizeof(nf) - 1);
         return;
     }
+    start_viewer(srv, req, st);
+}
+
+static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream_t *st)
+{
+    char *host = NULL;
+    ev_uint16_t port = 0;
+    tc_flv_viewer_t *v;
+    uint8_t hdr[FLV_HEADER_LEN];
+    const char *te;
+    int audio, video, one = 1;
+
     v = core_calloc(CORE_TAG_HUB, 1, sizeof(*v));
     if (v == NULL || (v->tmp = evbuffer_new()) == NULL) {
         core_free(v);

@@ -655,3 +655,34 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
     tc_pkt_unref(p);
     return 0;
 }
+
+/* ---- lookup for viewers, with sources that start streams on demand ------ */
+
+tc_stream_t *tc_hub_lookup(tc_hub_t *h, const char *app, const char *name, tc_waiter_t *w,
+                           int *err)
+{
+    tc_stream_t *s = tc_hub_find(h, app, name);
+
+    if (s != NULL) {
+        *err = 0;
+        return s;
+    }
+    *err = -ENOENT;
+    if (h->source.want != NULL && h->source.want(h->source.arg, app, name, w) == 0)
+        *err = -EINPROGRESS;
+    return NULL;
+}
+
+void tc_waiter_cancel(tc_waiter_t *w)
+{
+    if (w->head == NULL)
+        return;
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        *w->head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->head = NULL;
+}

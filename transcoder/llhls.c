@@ -73,6 +73,7 @@ typedef struct waiter {
 typedef struct session {
     struct session *next;
     uint64_t last_ms;
+    uint64_t reported_ms;  /* last JOIN/TOUCH handed to the session callback */
     char sid[HLS_SID_MAX + 1];
 } session_t;
 
@@ -103,6 +104,9 @@ struct tc_llhls {
     struct event *sweep;
     core_scope_t *scratch;  /* per request, reset after each */
     core_metric_t *m_sessions, *m_requests, *m_release, *m_timeouts;
+    tc_llhls_session_cb session_cb;
+    void *session_arg;
+    uint64_t session_touch_ms;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -181,6 +185,10 @@ static void session_touch(tc_llhls_stream_t *s, const char *sid)
     for (x = s->sessions[b]; x != NULL; x = x->next) {
         if (strcmp(x->sid, sid) == 0) {
             x->last_ms = core_mono_ms();
+            if (s->h->session_cb != NULL && x->last_ms - x->reported_ms >= s->h->session_touch_ms) {
+                x->reported_ms = x->last_ms;
+                s->h->session_cb(s->h->session_arg, s->name, x->sid, 1);
+            }
             return;
         }
     }
@@ -190,11 +198,13 @@ static void session_touch(tc_llhls_stream_t *s, const char *sid)
     if (x == NULL)
         return;
     snprintf(x->sid, sizeof(x->sid), "%s", sid);
-    x->last_ms = core_mono_ms();
+    x->last_ms = x->reported_ms = core_mono_ms();
     x->next = s->sessions[b];
     s->sessions[b] = x;
     s->nsessions++;
     core_metric_inc(s->h->m_sessions, 1);
+    if (s->h->session_cb != NULL)
+        s->h->session_cb(s->h->session_arg, s->name, x->sid, 0);
 }
 
 static void sessions_sweep(tc_llhls_stream_t *s, uint64_t now, uint64_t idle)
@@ -209,6 +219,8 @@ static void sessions_sweep(tc_llhls_stream_t *s, uint64_t now, uint64_t idle)
 
             if (now - x->last_ms >= idle) {
                 *pp = x->next;
+                if (s->h->session_cb != NULL)
+                    s->h->session_cb(s->h->session_arg, s->name, x->sid, 2);
                 core_free(x);
                 s->nsessions--;
                 core_metric_inc(s->h->m_sessions, -1);
@@ -224,6 +236,13 @@ static void sessions_free(tc_llhls_stream_t *s)
     sessions_sweep(s, UINT64_MAX, 0);
     core_free(s->sessions);
     s->sessions = NULL;
+}
+
+void tc_llhls_set_session_cb(tc_llhls_t *h, tc_llhls_session_cb cb, void *arg, uint64_t touch_ms)
+{
+    h->session_cb = cb;
+    h->session_arg = arg;
+    h->session_touch_ms = touch_ms;
 }
 
 /* The session of a request without a sid: its address and User-Agent. */

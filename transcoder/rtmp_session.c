@@ -43,6 +43,7 @@ struct tc_rtmp_session {
     tc_stream_t *pub;           /* publishing this stream */
     tc_sub_t sub;               /* playing: our subscriber record */
     int playing;
+    tc_waiter_t play_wait;      /* play of a stream a source is starting */
     uint32_t chunk_size;        /* ours */
     uint32_t peer_window;       /* the peer's ack window, 0: none */
     uint64_t bytes_in, acked;
@@ -73,6 +74,7 @@ static void session_free(tc_rtmp_session_t *s)
     }
     if (s->playing && s->sub.stream != NULL)
         tc_hub_detach(&s->sub);
+    tc_waiter_cancel(&s->play_wait);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
@@ -325,19 +327,47 @@ static int cmd_publish(tc_rtmp_session_t *s, const char *key)
     return 0;
 }
 
+static int play_start(tc_rtmp_session_t *s, tc_stream_t *st);
+
+/* The stream a source (pull) was starting is there, or will not come. */
+static void play_ready(tc_waiter_t *w, tc_stream_t *st, int err)
+{
+    tc_rtmp_session_t *s = (tc_rtmp_session_t *)((char *)w - offsetof(tc_rtmp_session_t, play_wait));
+
+    s->playing = 0;
+    if (st == NULL)
+        refuse(s, "NetStream.Play.StreamNotFound",
+               err == -ETIMEDOUT ? "stream did not start in time" : "no such stream");
+    else
+        play_start(s, st);
+}
+
 static int cmd_play(tc_rtmp_session_t *s, const char *key)
 {
-    tc_stream_t *st;
-    uint8_t uc[RTMP_CONTROL_MAX], buf[128];
-    amf0_buf_t b;
+    tc_stream_t *st = NULL;
     const char *q = strchr(key, '?');
+    int err = -ENOENT;
 
     if (s->pub != NULL || s->playing)
         return session_fail(s, "play on a busy session", -EPROTO);
     snprintf(s->name, sizeof(s->name), "%.*s", (int)(q ? (size_t)(q - key) : strlen(key)), key);
-    st = valid_name(s->name) ? tc_hub_find(&s->srv->hub, s->app, s->name) : NULL;
+    s->play_wait.cb = play_ready;
+    if (valid_name(s->name))
+        st = tc_hub_lookup(&s->srv->hub, s->app, s->name, &s->play_wait, &err);
+    if (err == -EINPROGRESS) {
+        s->playing = 1;   /* busy: a second play is refused meanwhile */
+        return 0;
+    }
     if (st == NULL)
         return refuse(s, "NetStream.Play.StreamNotFound", "no such stream");
+    return play_start(s, st);
+}
+
+static int play_start(tc_rtmp_session_t *s, tc_stream_t *st)
+{
+    uint8_t uc[RTMP_CONTROL_MAX], buf[128];
+    amf0_buf_t b;
+
     out(s, uc, rtmp_encode_user_control(uc, RTMP_UC_STREAM_BEGIN, 1));
     send_status(s, "status", "NetStream.Play.Reset", "playing and resetting");
     send_status(s, "status", "NetStream.Play.Start", "started playing");
@@ -401,6 +431,7 @@ static int on_command(tc_rtmp_session_t *s, const uint8_t *p, size_t len)
         }
         if (s->playing) {
             tc_hub_detach(&s->sub);
+            tc_waiter_cancel(&s->play_wait);
             s->playing = 0;
         }
         return 0;

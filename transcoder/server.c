@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/http.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,15 +53,87 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
     return rv != 0 ? rv : tc_llhls_conf_register(c);
 }
 
+/* A playlist request for a stream that a source (pull) is starting waits
+ * for its first keyframe, like an HTTP-FLV viewer, then LL-HLS answers it
+ * (and itself waits for the first segment where it has to). */
+typedef struct hls_pending {
+    tc_waiter_t w;
+    tc_server_t *srv;
+    struct evhttp_request *req;
+    char path[];
+} hls_pending_t;
+
+static void hls_ready(tc_waiter_t *w, tc_stream_t *st, int err)
+{
+    hls_pending_t *pd = (hls_pending_t *)w;
+    struct evhttp_request *req = pd->req;
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+    if (conn != NULL)
+        evhttp_connection_set_closecb(conn, NULL, NULL);
+    if (conn == NULL)
+        evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+    else if (st != NULL)
+        tc_llhls_http(req, pd->path, pd->srv->llhls);
+    else
+        evhttp_send_error(req, err == -ETIMEDOUT ? 504 : 404, NULL);
+    core_free(pd);
+}
+
+static void hls_closed(struct evhttp_connection *conn, void *arg)
+{
+    hls_pending_t *pd = arg;
+    struct evhttp_request *req = pd->req;
+
+    tc_waiter_cancel(&pd->w);
+    core_free(pd);
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_send_reply(req, 499, "Client Closed Request", NULL);
+}
+
+/* Returns 1 when the request now waits for a source to start the stream. */
+static int hls_wait(tc_server_t *srv, struct evhttp_request *req, const char *path)
+{
+    const char *name = path + strlen("/live/"), *slash = strchr(name, '/');
+    char sname[128];
+    hls_pending_t *pd;
+    int err = -ENOENT;
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+        return 0;
+    if (slash == NULL || (size_t)(slash - name) >= sizeof(sname) ||
+        (strcmp(slash, "/index.m3u8") != 0 && strcmp(slash, "/master.m3u8") != 0))
+        return 0;
+    snprintf(sname, sizeof(sname), "%.*s", (int)(slash - name), name);
+    if (tc_hub_find(&srv->hub, "live", sname) != NULL || srv->hub.source.want == NULL)
+        return 0;
+    pd = core_calloc(CORE_TAG_HLS, 1, sizeof(*pd) + strlen(path) + 1);
+    if (pd == NULL)
+        return 0;
+    pd->w.cb = hls_ready;
+    pd->srv = srv;
+    pd->req = req;
+    strcpy(pd->path, path);
+    if (tc_hub_lookup(&srv->hub, "live", sname, &pd->w, &err) != NULL || err != -EINPROGRESS) {
+        core_free(pd);
+        return 0;
+    }
+    evhttp_connection_set_closecb(evhttp_request_get_connection(req), hls_closed, pd);
+    return 1;
+}
+
 /* /live/NAME.flv is HTTP-FLV, /live/NAME/... is LL-HLS. */
 static void live_cb(struct evhttp_request *req, const char *path, void *arg)
 {
     tc_server_t *srv = arg;
 
-    if (tc_llhls_match(path))
-        tc_llhls_http(req, path, srv->llhls);
-    else
+    if (tc_llhls_match(path)) {
+        if (!hls_wait(srv, req, path))
+            tc_llhls_http(req, path, srv->llhls);
+    } else {
         tc_httpflv_cb(req, path, srv);
+    }
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -87,6 +160,20 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     tc_rtmp_session_new(srv, fd, peer);
 }
 
+/* LL-HLS viewer sessions count as viewers of live/NAME in the cache, like
+ * HTTP-FLV and RTMP play subscribers. */
+static void llhls_session_cb(void *arg, const char *stream, const char *sid, int event)
+{
+    tc_server_t *s = arg;
+    char name[160];
+    static const tc_viewer_event_t ev[] = {TC_VIEWER_JOIN, TC_VIEWER_TOUCH, TC_VIEWER_LEAVE};
+
+    if (event < 0 || event > 2)
+        return;
+    snprintf(name, sizeof(name), "live/%s", stream);
+    tc_viewers_session(&s->hub, name, sid, ev[event]);
+}
+
 int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t *http,
                   const tc_conf_t *conf)
 {
@@ -111,6 +198,7 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
     rv = tc_llhls_new(&s->llhls, s->base, tc_llhls_conf());
     if (rv != 0)
         goto err_after_alloc;
+    tc_llhls_set_session_cb(s->llhls, llhls_session_cb, s, TC_VIEWER_TOUCH_MS);
     s->hub.llhls = s->llhls;
     rv = -ENOMEM;
     if (core_http_route(http, "/live/", live_cb, s) != 0 ||

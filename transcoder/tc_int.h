@@ -152,12 +152,48 @@ typedef struct tc_hub_metrics {
     core_metric_t *dropped, *slow_kicked, *sessions, *latency;
 } tc_hub_metrics_t;
 
+/* ---- sources other than RTMP publishers (used by transcoder/pull) ------ */
+
+/* A viewer waiting for a stream that a source is starting. Embedded in the
+ * viewer's own record; linked on the source's list while waiting. */
+typedef struct tc_waiter tc_waiter_t;
+
+/* The wait is over, exactly once: s is the stream (its first keyframe is
+ * in the GOP cache) and err 0, or s is NULL and err -ENOENT (the origin
+ * has no such stream or cannot be reached), -ETIMEDOUT (no keyframe within
+ * the start timeout), -EBUSY or -ESHUTDOWN. w is unlinked before the call;
+ * the callback may free it. */
+typedef void (*tc_waiter_cb)(tc_waiter_t *w, tc_stream_t *s, int err);
+
+struct tc_waiter {
+    tc_waiter_t *next, *prev;
+    tc_waiter_t **head;        /* the list it waits on; NULL: not waiting */
+    tc_waiter_cb cb;
+    uint64_t deadline_ms;      /* set by the source */
+};
+
+typedef struct tc_hub_source {
+    /* A viewer asks for app/name that nobody publishes: start it and link
+     * w (return 0), or return -ENOENT when this source does not serve
+     * app/name. */
+    int (*want)(void *arg, const char *app, const char *name, tc_waiter_t *w);
+    /* Append the "source" member(s) of s's JSON object followed by a comma
+     * (e.g. "\"source\":\"pull\",") and return 1; return 0 when s is not
+     * this source's stream. */
+    int (*describe)(void *arg, const tc_stream_t *s, struct evbuffer *b);
+    /* Append, each preceded by a comma unless *first, the JSON objects of
+     * streams this source is starting that are not in the hub yet. */
+    void (*list)(void *arg, struct evbuffer *b, int *first);
+    void *arg;
+} tc_hub_source_t;
+
 struct tc_hub {
     struct event_base *base;
     const tc_conf_t *conf;
     tc_stream_t *streams;
     int nstreams;
     tc_hub_metrics_t m;
+    tc_hub_source_t source;    /* all NULL: only RTMP publishers */
     struct cache_server *cache;     /* live state (viewers.c), or NULL */
     struct event *viewers_ev;       /* presence keep-alive timer */
     uint64_t sid_prefix, sid_next;  /* viewer session ids */
@@ -205,6 +241,18 @@ void tc_flush_direct(struct bufferevent *bev);
  * freed). */
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto);
 void tc_hub_detach(tc_sub_t *sub);
+
+/* The stream app/name for a viewer. Returns it when it is published (or
+ * in its grace period). Otherwise, when a source (pull) starts it, returns
+ * NULL with *err = -EINPROGRESS: w->cb (set by the caller) runs later,
+ * unless tc_waiter_cancel(w) comes first. Otherwise NULL with -ENOENT.
+ * w is borrowed and must stay valid while it waits. */
+tc_stream_t *tc_hub_lookup(tc_hub_t *h, const char *app, const char *name, tc_waiter_t *w,
+                           int *err);
+
+/* Stop waiting (the viewer left); w->cb will not run. No-op if w is not
+ * waiting. */
+void tc_waiter_cancel(tc_waiter_t *w);
 
 /* Server-added latency samples (µs), most recent last; for the API. */
 void tc_latency_record(uint64_t us);

@@ -8,6 +8,7 @@
 #include "core/memreport.h"
 #include "core/metrics.h"
 #include "oboro_version.h"
+#include "transcoder/pull.h"
 #include "transcoder/tc.h"
 
 #include <errno.h>
@@ -36,11 +37,13 @@ typedef struct oborod {
     oborod_conf_t conf;
     cache_conf_t cache_conf;
     tc_conf_t tc_conf;
+    tc_pull_conf_t pull_conf;
     core_conf_t *all;
     core_loop_t *loop;
     core_http_t *http;
     cache_server_t *cache;
     tc_server_t *tc;
+    tc_pull_t *pull;
     uint64_t started_ms;
 } oborod_t;
 
@@ -152,6 +155,7 @@ static void on_shutdown(void *arg)
     oborod_t *d = arg;
 
     /* stop accepting and close sessions first; the loop then drains */
+    tc_pull_free(&d->pull);
     tc_server_free(&d->tc);
     cache_server_free(&d->cache);
 }
@@ -231,7 +235,8 @@ int main(int argc, char **argv)
     d.all = core_conf_new();
     if (d.all == NULL || core_conf_add(d.all, main_defs, N_MAIN_DEFS) != 0 ||
         cache_conf_register(d.all, &d.cache_conf) != 0 ||
-        tc_conf_register(d.all, &d.tc_conf) != 0) {
+        tc_conf_register(d.all, &d.tc_conf) != 0 ||
+        tc_pull_conf_register(d.all, &d.pull_conf) != 0) {
         fprintf(stderr, "oborod: internal error registering directives\n");
         return 1;
     }
@@ -295,6 +300,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "oborod: cannot report viewers to the cache: %s\n", strerror(-rv));
         return 1;
     }
+    {
+        char err[512];
+
+        rv = tc_pull_new(&d.pull, d.tc, &d.pull_conf, err, sizeof(err));
+        if (rv != 0) {
+            fprintf(stderr, "oborod: %s\n", err);
+            return rv == -EINVAL ? 2 : 1;
+        }
+    }
     core_loop_on_shutdown(d.loop, on_shutdown, &d);
     core_loop_every(d.loop, 100, purge_tick, &d);
 
@@ -303,6 +317,7 @@ int main(int argc, char **argv)
                     d.conf.dir);
     rv = core_loop_run(d.loop);
 
+    tc_pull_free(&d.pull);
     tc_server_free(&d.tc);
     cache_server_free(&d.cache);
     core_http_free(&d.http);

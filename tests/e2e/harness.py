@@ -61,14 +61,17 @@ SANITIZER_RE = re.compile(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtim
 class Oborod:
     """One oborod process. Use as a context manager or call stop()."""
 
-    def __init__(self, args=(), config=None, ports=True, wait=True, env=None):
+    def __init__(self, args=(), config=None, ports=True, wait=True, env=None, preset=None):
+        # preset: {"port", "rtmp_port", "http_port", "raft_port", "dir"} to
+        # reuse (restart a node of a cluster with its ports and data).
+        preset = preset or {}
         self.tmp = tempfile.mkdtemp(prefix="oboro-e2e-")
-        self.dir = os.path.join(self.tmp, "data")
+        self.dir = preset.get("dir") or os.path.join(self.tmp, "data")
         self.log_path = os.path.join(self.tmp, "oborod.log")
-        self.port = free_port()
-        self.rtmp_port = free_port()
-        self.http_port = free_port()
-        self.raft_port = free_port()
+        self.port = preset.get("port") or free_port()
+        self.rtmp_port = preset.get("rtmp_port") or free_port()
+        self.http_port = preset.get("http_port") or free_port()
+        self.raft_port = preset.get("raft_port") or free_port()
         self.expected = []
         cmd = [OBORO_BIN]
         if config is not None:

@@ -160,6 +160,31 @@ class Viewers(unittest.TestCase):
                     stop(p)
                 r.close()
 
+    def test_llhls_sessions_count_as_viewers(self):
+        """3 HTTP-FLV viewers and 2 LL-HLS sessions of one stream are 5
+        viewers; the LL-HLS sessions leave when they stop requesting."""
+        with Oborod(args=["--llhls-session-idle-ms", "1000", "--llhls-segment-ms", "1000"]) as d:
+            r = redis.Redis(host="127.0.0.1", port=d.port, decode_responses=True)
+            pub, viewers = None, []
+            try:
+                pub = publish(d, "mix", size="320x240", rate=15)
+                viewers += [play(d.url("/live/mix.flv")) for _ in range(3)]
+                count = lambda: r.execute_command("PRESENCE.COUNT", "viewers:live/mix")
+                self.assertEqual(wait_for(count, 3), 3)
+                for sid in ("hlsA", "hlsB"):
+                    status, _, body = d.http_get("/live/mix/index.m3u8?sid=" + sid, timeout=15)
+                    self.assertEqual(status, 200, body)
+                    self.assertIn(b"#EXT-X-PART", body)
+                self.assertEqual(wait_for(count, 5), 5)
+                self.assertEqual(wait_for(lambda: r.zscore("rank:viewers", "live/mix"), 5), 5)
+                # no more playlist requests: both sessions idle out and leave
+                self.assertEqual(wait_for(count, 3, timeout=10), 3)
+                self.assertEqual(wait_for(lambda: r.zscore("rank:viewers", "live/mix"), 3), 3)
+            finally:
+                for p in viewers + ([pub] if pub else []):
+                    stop(p)
+                r.close()
+
 
 if __name__ == "__main__":
     unittest.main()

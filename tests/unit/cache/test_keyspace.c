@@ -211,6 +211,28 @@ START_TEST(test_zset)
 }
 END_TEST
 
+/* Members added while the member dictionary rehashes, then removed: the
+ * dictionary's counts must keep matching the set (a removal used to be
+ * counted against the wrong table, and the rehash then ran off its end). */
+START_TEST(test_zset_churn_during_rehash)
+{
+    zset_t *z = zset_new();
+    char m[16];
+    uint32_t r = 1;
+
+    for (int op = 0; op < 200000; op++) {
+        r = r * 1103515245u + 12345u;
+        snprintf(m, sizeof(m), "live/cyc%u", (r >> 8) % 40);
+        if ((r >> 20) & 1)
+            zset_set(z, m, strlen(m), (double)(op % 3));
+        else
+            zset_del(z, m, strlen(m));
+        ck_assert_uint_eq(ht_size(&z->dict), z->length);
+    }
+    zset_free(z);
+}
+END_TEST
+
 START_TEST(test_hash)
 {
     chash_t *h = chash_new();
@@ -285,6 +307,7 @@ static Suite *keyspace_suite(void)
     tcase_add_test(tc, test_strings);
     tcase_add_test(tc, test_expiry);
     tcase_add_test(tc, test_grow_shrink_scan);
+    tcase_add_test(tc, test_zset_churn_during_rehash);
     tcase_add_test(tc, test_glob);
     suite_add_tcase(s, tc);
     tc = tcase_create("types");

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef OBORO_ALLOC_SYSTEM
 #define ARENA_MODE 0
@@ -59,7 +62,7 @@ START_TEST(calloc_overflow)
 }
 END_TEST
 
-START_TEST(dup)
+START_TEST(dup_copies)
 {
     char *s = core_strdup(CORE_TAG_TEST, "hello");
     char *m = core_memdup(CORE_TAG_TEST, "ab\0cd", 5);
@@ -910,6 +913,57 @@ START_TEST(stress_shadow_model)
 }
 END_TEST
 
+static _Atomic int churn_stop;
+
+static void *churn(void *arg)
+{
+    unsigned seed = 7;
+
+    while (!atomic_load(&churn_stop)) {
+        size_t n = (size_t)(rand_r(&seed) % 70000) + 1;
+        void *p = core_malloc(CORE_TAG_TEST, n);
+
+        core_free(p);
+    }
+    return NULL;
+}
+
+/* The Raft snapshot writer is a fork() child that allocates: a fork taken
+ * while another thread is inside the heap must still leave the child a
+ * heap it can use. A deadlocked child shows as a test timeout. */
+START_TEST(fork_while_other_thread_allocates)
+{
+    pthread_t th[2];
+
+    atomic_store(&churn_stop, 0);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, churn, NULL);
+    for (int i = 0; i < 40; i++) {
+        int status = -1;
+        pid_t pid = fork();
+
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            for (size_t n = 1; n < (2u << 20); n *= 3) {
+                char *p = core_malloc(CORE_TAG_TEST, n);
+
+                if (p == NULL)
+                    _exit(2);
+                memset(p, 1, n);
+                core_free(p);
+            }
+            _exit(0);
+        }
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status));
+        ck_assert_int_eq(WEXITSTATUS(status), 0);
+    }
+    atomic_store(&churn_stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core/arena");
@@ -925,7 +979,7 @@ int main(void)
 
     tcase_add_test(t1, tagged_accounting);
     tcase_add_test(t1, calloc_overflow);
-    tcase_add_test(t1, dup);
+    tcase_add_test(t1, dup_copies);
     tcase_add_test(t1, stats_sum);
     tcase_add_test(t1, fault_injection);
     tcase_add_test(t2, scope_basic);
@@ -941,6 +995,7 @@ int main(void)
     tcase_add_test(t4, cross_thread_free);
     tcase_add_test(t4, per_thread_counters);
     tcase_add_test(t4, worker_flush);
+    tcase_add_test(t4, fork_while_other_thread_allocates);
     tcase_add_test(t5, purge_returns_rss);
     tcase_add_test(t5, retained_is_bounded_without_timer);
     tcase_add_test(t6, compaction_after_random_free);

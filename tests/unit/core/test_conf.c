@@ -168,6 +168,99 @@ START_TEST(args_errors)
 }
 END_TEST
 
+/* ---- repeatable directives (CORE_CONF_LIST) ---------------------------- */
+
+static core_conf_list_t l_pull;
+static core_conf_def_t list_defs[] = {
+    {"pull", CORE_CONF_LIST, "", "a list", &l_pull, 0, 0, NULL, 0, NULL, NULL},
+    {"port", CORE_CONF_INT, "6379", "a port", &i_port, 0, 65535, NULL, 0, NULL, NULL},
+};
+
+static void list_setup(void)
+{
+    conf = core_conf_new();
+    ck_assert_int_eq(core_conf_add(conf, list_defs, 2), 0);
+}
+
+START_TEST(list_starts_empty)
+{
+    char buf[32];
+
+    ck_assert_uint_eq(l_pull.n, 0);
+    ck_assert_ptr_null(l_pull.items);
+    ck_assert_int_eq(core_conf_get(conf, "pull", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+START_TEST(list_appends_file_then_flags)
+{
+    char err[256], buf[256];
+    const char *p = write_tmp("pull live/* rtmp://a/live/$name on-demand\n"
+                              "port 1\n"
+                              "pull \"tv/one rtmp://b/tv/one always\"\n");
+    char *argv[] = {"prog", "--pull", "x/* http://c/$app/$name.flv", "--pull=y/z rtmp://d/y/z", NULL};
+
+    ck_assert_int_eq(core_conf_load_file(conf, p, err, sizeof(err)), 0);
+    ck_assert_uint_eq(l_pull.n, 2);
+    ck_assert_str_eq(l_pull.items[0], "live/* rtmp://a/live/$name on-demand");
+    ck_assert_str_eq(l_pull.items[1], "tv/one rtmp://b/tv/one always");
+    ck_assert_int_eq(core_conf_load_args(conf, 4, argv, NULL, err, sizeof(err)), 0);
+    ck_assert_uint_eq(l_pull.n, 4);
+    ck_assert_str_eq(l_pull.items[2], "x/* http://c/$app/$name.flv");
+    ck_assert_str_eq(l_pull.items[3], "y/z rtmp://d/y/z");
+    ck_assert_int_eq(core_conf_get(conf, "pull", buf, sizeof(buf)), 0);
+    ck_assert_str_eq(buf, "live/* rtmp://a/live/$name on-demand; tv/one rtmp://b/tv/one always; "
+                          "x/* http://c/$app/$name.flv; y/z rtmp://d/y/z");
+    /* a short buffer truncates, never overflows */
+    ck_assert_int_eq(core_conf_get(conf, "pull", buf, 8), 0);
+    ck_assert_str_eq(buf, "live/* ");
+    unlink(p);
+}
+END_TEST
+
+START_TEST(list_empty_value_adds_nothing)
+{
+    char err[64];
+
+    ck_assert_int_eq(core_conf_set(conf, "pull", "", err, sizeof(err)), 0);
+    ck_assert_uint_eq(l_pull.n, 0);
+    ck_assert_int_eq(core_conf_set(conf, "PULL", "a b", err, sizeof(err)), 0);
+    ck_assert_uint_eq(l_pull.n, 1);
+}
+END_TEST
+
+START_TEST(list_out_of_memory)
+{
+    char err[64];
+
+    ck_assert_int_eq(core_conf_set(conf, "pull", "a b", err, sizeof(err)), 0);
+    core_mem_fail_after(2);   /* the copy succeeds, growing the array fails */
+    ck_assert_int_eq(core_conf_set(conf, "pull", "c d", err, sizeof(err)), -ENOMEM);
+    core_mem_fail_reset();
+    ck_assert_uint_eq(l_pull.n, 1);
+    ck_assert_str_eq(l_pull.items[0], "a b");
+    core_mem_fail_after(1);
+    ck_assert_int_eq(core_conf_set(conf, "pull", "c d", err, sizeof(err)), -ENOMEM);
+    core_mem_fail_reset();
+    ck_assert_uint_eq(l_pull.n, 1);
+}
+END_TEST
+
+START_TEST(list_freed_with_conf)
+{
+    char err[64];
+
+    for (int i = 0; i < 50; i++)
+        ck_assert_int_eq(core_conf_set(conf, "pull", "p u", err, sizeof(err)), 0);
+    ck_assert_uint_eq(l_pull.n, 50);
+    core_conf_free(&conf);
+    ck_assert_uint_eq(l_pull.n, 0);
+    ck_assert_ptr_null(l_pull.items);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CORE), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core/conf");
@@ -184,6 +277,14 @@ int main(void)
     tcase_add_test(tc, file_errors_name_line);
     tcase_add_test(tc, args_override);
     tcase_add_test(tc, args_errors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("list");
+    tcase_add_checked_fixture(tc, list_setup, teardown);
+    tcase_add_test(tc, list_starts_empty);
+    tcase_add_test(tc, list_appends_file_then_flags);
+    tcase_add_test(tc, list_empty_value_adds_nothing);
+    tcase_add_test(tc, list_out_of_memory);
+    tcase_add_test(tc, list_freed_with_conf);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
