@@ -1,6 +1,7 @@
 /* transcoder/api: GET /api/streams and /api/streams/NAME as JSON, and the
  * publish authentication of stream keys. */
 #include "transcoder/tc_int.h"
+#include "transcoder/blur.h"
 
 #include "core/arena.h"
 
@@ -58,7 +59,48 @@ static void stream_json(struct evbuffer *b, const tc_stream_t *s)
         evbuffer_add_printf(b, ",\"shard\":%lld", tc_viewers_count(s->hub, s));
     evbuffer_add_printf(b, "},\"options\":");
     json_str(b, s->options);
+    evbuffer_add_printf(b, ",\"blur\":");
+    tc_blur_json(s, b);
     evbuffer_add(b, "}", 1);
+}
+
+/* blur: POST /api/streams/NAME/blur[?on=0|1&regions=x,y,w,h;...] (NAME
+ * of app "live" or APP/NAME). Returns 0 when path is not such a route. */
+static int blur_route(struct evhttp_request *req, tc_server_t *srv, const char *path,
+                      struct evbuffer *b, int *code)
+{
+    size_t n = strlen(path), pre = strlen("/api/streams/");
+    char app[64] = "live", name[160];
+    const char *why = "";
+
+    if (n <= pre + 5 || strcmp(path + n - 5, "/blur") != 0)
+        return 0;
+    snprintf(name, sizeof(name), "%.*s", (int)(n - 5 - pre), path + pre);
+    char *slash = strchr(name, '/');
+    if (slash != NULL) {
+        snprintf(app, sizeof(app), "%.*s", (int)(slash - name), name);
+        memmove(name, slash + 1, strlen(slash + 1) + 1);
+    }
+    tc_stream_t *s = tc_hub_find(&srv->hub, app, name);
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        *code = 405;
+        evbuffer_add_printf(b, "{\"error\":\"POST only\"}\n");
+    } else if (s == NULL) {
+        *code = 404;
+        evbuffer_add_printf(b, "{\"error\":\"no such stream\"}\n");
+    } else {
+        const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+        *code = tc_blur_api(s, srv->base, q, &why);
+        if (*code != 200) {
+            evbuffer_add_printf(b, "{\"error\":");
+            json_str(b, why);
+            evbuffer_add_printf(b, "}\n");
+        } else {
+            tc_blur_json(s, b);
+            evbuffer_add(b, "\n", 1);
+        }
+    }
+    return 1;
 }
 
 void tc_api_cb(struct evhttp_request *req, const char *path, void *arg)
@@ -89,6 +131,8 @@ void tc_api_cb(struct evhttp_request *req, const char *path, void *arg)
                                "\"samples\":%llu}}\n",
                             (unsigned long long)p50, (unsigned long long)p99,
                             (unsigned long long)max, (unsigned long long)n);
+    } else if (blur_route(req, srv, path, b, &code)) {
+        /* blur: POST /api/streams/NAME/blur */
     } else {
         const char *name = path + strlen("/api/streams/");
         const char *slash = strchr(name, '/');
@@ -113,7 +157,7 @@ void tc_api_cb(struct evhttp_request *req, const char *path, void *arg)
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Access-Control-Allow-Origin", "*");
-    evhttp_send_reply(req, code, code == 200 ? "OK" : "Not Found", b);
+    evhttp_send_reply(req, code, code == 200 ? "OK" : code == 404 ? "Not Found" : "Error", b);
     evbuffer_free(b);
 }
 

@@ -10,6 +10,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "proto/rtmp.h"
+#include "transcoder/blur.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -239,6 +240,7 @@ static void stream_free(tc_stream_t *s)
     tc_llhls_stream_close(&s->llhls);
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
+    tc_blur_stop(s); /* blur */
     gop_clear(s);
     core_free(s->gop);
     tc_pkt_unref(s->meta);
@@ -280,6 +282,18 @@ static void grace_over(evutil_socket_t fd, short what, void *arg)
     stream_free(s);
 }
 
+/* blur: (re)start the stream's blur pipeline when its key or blur-default
+ * asks for it; a failure to start leaves the stream in passthrough. */
+static void blur_on_publish(tc_stream_t *s)
+{
+    tc_blur_stop(s);
+    if (!tc_blur_wanted(s->options, s->hub->conf->blur_default))
+        return;
+    int rc = tc_blur_start(s, s->hub->base);
+    if (rc != 0)
+        core_log_warn("blur", "blur pipeline not started, passthrough", "stream=%s err=%d", s->name, rc);
+}
+
 tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, const char *options,
                             void *publisher, int *err)
 {
@@ -297,6 +311,7 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
         s->rebase = 1;
         gop_clear(s);
         snprintf(s->options, sizeof(s->options), "%s", options);
+        blur_on_publish(s); /* blur */
         return s;
     }
     if (h->nstreams >= h->conf->max_streams) {
@@ -335,6 +350,7 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     h->streams = s;
     h->nstreams++;
     core_metric_set(h->m.streams, h->nstreams);
+    blur_on_publish(s); /* blur */
     return s;
 }
 
@@ -564,6 +580,14 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
 
         if (flv_video_parse(payload, len, &v) != 0)
             return -EPROTO;
+        /* blur: the pipeline takes the publisher's video and pushes its
+         * own output back through here */
+        if (s->blur != NULL && !s->blur_emitting) {
+            int rc = tc_blur_take(s->blur, ts, payload, len, arrival_us);
+
+            if (rc <= 0)
+                return rc;
+        }
         s->has_video = 1;
         s->info.vcodec = v.codec;
         config = v.pkt == FLV_VPKT_SEQUENCE_HEADER;

@@ -8,6 +8,7 @@
 #include "core/arena.h"
 #include "core/log.h"
 #include "proto/amf0.h"
+#include "transcoder/blur.h"
 #include "proto/rtmp.h"
 
 #include <errno.h>
@@ -458,6 +459,12 @@ static int on_data(tc_rtmp_session_t *s, const uint8_t *p, size_t len, uint64_t 
         if (k < 0 || name->type != AMF0_STRING)
             return session_fail(s, "invalid @setDataFrame", k < 0 ? (int)k : -EPROTO);
         off += (size_t)k;
+    }
+    if (strcmp(name->str, "onNotification") == 0) {
+        /* blur: a region the app reports; a bad one is logged, not fatal */
+        if (tc_blur_notification(s->pub, s->scratch, p + off, len - off) == -EPROTO)
+            core_log_info("rtmp", "invalid onNotification ignored", "stream=%s", s->pub->name);
+        return 0;
     }
     if (strcmp(name->str, "onMetaData") != 0)
         return 0;

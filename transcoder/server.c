@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 static const char *const onoff[] = {"no", "yes", NULL};
+static const char *const blur_presets[] = {"ultrafast", "superfast", "veryfast", NULL};
 static const core_conf_def_t defs_tmpl[] = {
     {"rtmp-chunk-size", CORE_CONF_INT, "4096", "RTMP chunk size oborod sends", NULL, 128, 65536, NULL, 0, NULL, NULL},
     {"rtmp-max-message-size", CORE_CONF_SIZE, "8mb", "largest RTMP message a peer may send; a larger one closes the session", NULL, 1024, 0xffffff, NULL, 0, NULL, NULL},
@@ -30,6 +31,8 @@ static const core_conf_def_t defs_tmpl[] = {
     {"max-streams", CORE_CONF_INT, "1000", "published streams at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"rtmp-max-sessions", CORE_CONF_INT, "10000", "RTMP connections at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"viewer-flush-ms", CORE_CONF_INT, "0", "merge writes to viewers over this many ms (fewer syscalls, more latency); 0: write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"blur-default", CORE_CONF_ENUM, "no", "blur notification banners in streams whose key has no blur= option (docs/blur.md)", NULL, 0, 0, onoff, CORE_CONF_RUNTIME, NULL, NULL},
+    {"blur-preset", CORE_CONF_ENUM, "superfast", "libx264 preset of the blur pipeline's encoder (ultrafast: more streams per core, more bits)", NULL, 0, 0, blur_presets, CORE_CONF_RUNTIME, NULL, NULL},
 };
 #define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[NDEFS];
@@ -39,7 +42,8 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
     void *ptrs[NDEFS] = {&tc->rtmp_chunk_size, &tc->rtmp_max_message, &tc->viewer_queue_bytes,
                          &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
-                         &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms};
+                         &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms,
+                         &tc->blur_default, &tc->blur_preset};
     int rv;
 
     memcpy(defs, defs_tmpl, sizeof(defs));

@@ -140,6 +140,10 @@ struct tc_stream {
     uint64_t bytes_in, packets_in, dropped;
     uint64_t win_start_ms, win_bytes, win_frames;
     tc_stream_info_t info;
+    /* blur (transcoder/blur.h): the pipeline when on, and set while its
+     * output goes through tc_hub_push */
+    struct tc_blur *blur;
+    int blur_emitting;
     struct tc_llhls_stream *llhls; /* LL-HLS output (app "live" only), or NULL */
 };
 
