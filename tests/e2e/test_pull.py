@@ -369,6 +369,35 @@ class LibavformatRtmpTest(unittest.TestCase):
             origin.close()
 
 
+class RelayTest(unittest.TestCase):
+    """One oborod relays from another over RTMP play (the next hop of a
+    shard): ffmpeg publishes to the first, the second pulls on demand, a
+    viewer of the second gets the stream; with both pull clients."""
+
+    def test_oborod_relays_from_oborod(self):
+        from test_rtmp import publish, stop
+        with Oborod() as first:
+            pub = publish(first, "relay", size="320x240", rate=15)
+            try:
+                wait_for(lambda: "live/relay" in streams(first), what="publish on the first")
+                url = "rtmp://127.0.0.1:%d/live/$name" % first.rtmp_port
+                for client in ("native", "libavformat"):
+                    with Oborod(args=["--pull", "live/* %s on-demand" % url,
+                                      "--pull-rtmp-client", client,
+                                      "--pull-idle-ms", "300"]) as second:
+                        s = probe(second.url("/live/relay.flv"))
+                        self.assertEqual(s["video"]["codec_name"], "h264")
+                        self.assertEqual((s["video"]["width"], s["video"]["height"]), (320, 240))
+                        self.assertEqual(s["audio"]["codec_name"], "aac")
+                        self.assertEqual(streams(second)["live/relay"]["source"], "pull")
+                        # the second node is an RTMP player of the first
+                        st = streams(first)["live/relay"]
+                        self.assertGreaterEqual(st["viewers"]["rtmp"], 1, st)
+                        wait_for(lambda: not streams(second), what="idle stop on the second")
+            finally:
+                stop(pub)
+
+
 class OriginOutageTest(unittest.TestCase):
     def test_origin_restart_resumes_viewer(self):
         origin = Origin()
