@@ -1,4 +1,4 @@
-/* oboro-bench fanout: N HTTP-FLV viewers on one event loop.
+/* oboro-bench fanout: N HTTP-FLV or LL-HLS viewers on one event loop.
  *
  * Each viewer reads the stream as a player would: it takes bytes as they
  * arrive, splits them into FLV tags and keeps a playback clock that starts
@@ -6,8 +6,15 @@
  * passed its timestamp by more than --stall-ms is a stall (the player would
  * rebuffer; the clock restarts from that frame). A forward jump of video
  * timestamps larger than --drop-ms is a drop (the server skipped frames,
- * e.g. to the next keyframe for a slow viewer). With --pid, the server's
- * CPU use is read from /proc/PID/stat once a second. */
+ * e.g. to the next keyframe for a slow viewer).
+ *
+ * A URL ending in .m3u8 makes LL-HLS viewers, which follow the playlist as
+ * a low-latency player does: fetch the part the EXT-X-PRELOAD-HINT names
+ * (the server holds the request until the part exists), then reload the
+ * playlist blocking on that part (_HLS_msn/_HLS_part), and so on. A part
+ * that completes later than PART-TARGET + --stall-ms after the previous
+ * one is a stall; a hint that skips parts is a drop. With --pid, the
+ * server's CPU use is read from /proc/PID/stat once a second. */
 #include "cmd/oboro-bench/tools.h"
 
 #include "core/arena.h"
@@ -37,6 +44,7 @@ typedef struct fanout {
     uint64_t duration_ns, stall_ns, drop_ms;
     uint64_t start_ns;
     int json, stopping;
+    int hls;                    /* LL-HLS viewers (URL ends in .m3u8) */
     pid_t pid;
     uint64_t cpu_first, cpu_last, cpu_prev, cpu_prev_ns, cpu_first_ns, cpu_last_ns;
     double cpu_peak;
@@ -56,6 +64,12 @@ struct viewer {
     uint64_t play_wall_ns;      /* wall time the playback clock was (re)started */
     uint32_t play_ts;           /* stream time at that moment */
     uint64_t drops, drop_ms, stalls, stall_ns;
+    /* LL-HLS */
+    int64_t hint_msn;           /* position of the hinted part; -1: none yet */
+    int64_t hint_part;
+    uint64_t part_target_ms;
+    uint64_t last_part_ns;
+    char hint_uri[256];
     char err[96];
 };
 
@@ -202,6 +216,191 @@ static void done_cb(struct evhttp_request *req, void *arg)
         v->ended = 1; /* the server ended the stream before the run did */
 }
 
+/* ---- LL-HLS viewers --------------------------------------------------- */
+
+static int hls_request(viewer_t *v, const char *target, void (*cb)(struct evhttp_request *, void *));
+static void hls_playlist_done(struct evhttp_request *req, void *arg);
+
+/* The value of ATTR= in an attribute list (quoted or not) into out. */
+static int attr_get(const char *line, size_t len, const char *attr, char *out, size_t cap)
+{
+    size_t al = strlen(attr);
+
+    for (size_t i = 0; i + al < len; i++) {
+        if ((i == 0 || line[i - 1] == ':' || line[i - 1] == ',') &&
+            memcmp(line + i, attr, al) == 0 && line[i + al] == '=') {
+            size_t j = i + al + 1, n = 0;
+            int quoted = j < len && line[j] == '"';
+
+            j += (size_t)quoted;
+            while (j < len && n + 1 < cap && (quoted ? line[j] != '"' : line[j] != ','))
+                out[n++] = line[j++];
+            out[n] = '\0';
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* Find the preload hint and its position: parts after the last EXTINF
+ * belong to the open segment media_sequence + (number of EXTINFs), and
+ * the hinted part follows them. Returns 0, or -EPROTO. */
+static int hls_parse(viewer_t *v, const char *p, size_t len, int64_t *msn, int64_t *part,
+                     char *uri, size_t cap)
+{
+    int64_t seq = -1, nseg = 0, nparts = 0;
+    int have_hint = 0;
+    char val[64];
+
+    while (len > 0) {
+        const char *nl = memchr(p, '\n', len);
+        size_t ll = nl ? (size_t)(nl - p) : len;
+
+        if (ll > 0 && p[ll - 1] == '\r')
+            ll--;
+        if (ll > 22 && memcmp(p, "#EXT-X-MEDIA-SEQUENCE:", 22) == 0) {
+            seq = strtoll(p + 22, NULL, 10);
+        } else if (ll > 8 && memcmp(p, "#EXTINF:", 8) == 0) {
+            nseg++;
+            nparts = 0;
+        } else if (ll > 12 && memcmp(p, "#EXT-X-PART:", 12) == 0) {
+            nparts++;
+        } else if (ll > 15 && memcmp(p, "#EXT-X-PART-INF:", 16) == 0) {
+            if (attr_get(p, ll, "PART-TARGET", val, sizeof(val)) == 0)
+                v->part_target_ms = (uint64_t)(strtod(val, NULL) * 1000.0);
+        } else if (ll > 20 && memcmp(p, "#EXT-X-PRELOAD-HINT:", 20) == 0) {
+            have_hint = attr_get(p, ll, "URI", uri, cap) == 0;
+        }
+        if (nl == NULL)
+            break;
+        len -= (size_t)(nl - p) + 1;
+        p = nl + 1;
+    }
+    if (seq < 0 || !have_hint)
+        return -EPROTO;
+    *msn = seq + nseg;
+    *part = nparts;
+    return 0;
+}
+
+/* target = directory of the playlist path + uri (a relative URI). */
+static void hls_resolve(const fanout_t *f, const char *uri, char *out, size_t cap)
+{
+    const char *slash = strrchr(f->path, '/');
+
+    if (uri[0] == '/')
+        snprintf(out, cap, "%s", uri);
+    else
+        snprintf(out, cap, "%.*s%s", slash ? (int)(slash - f->path + 1) : 0, f->path, uri);
+}
+
+static int hls_status_ok(viewer_t *v, struct evhttp_request *req)
+{
+    if (v->f->stopping || v->failed)
+        return 0;
+    if (req == NULL || evhttp_request_get_response_code(req) == 0) {
+        viewer_fail(v, "connection failed");
+        return 0;
+    }
+    v->status = evhttp_request_get_response_code(req);
+    if (v->status != 200) {
+        char why[64];
+
+        snprintf(why, sizeof(why), "HTTP %d", v->status);
+        viewer_fail(v, why);
+        return 0;
+    }
+    return 1;
+}
+
+static void hls_part_done(struct evhttp_request *req, void *arg)
+{
+    viewer_t *v = arg;
+    uint64_t now = bench_now_ns();
+    size_t n;
+    char target[512];
+
+    if (!hls_status_ok(v, req))
+        return;
+    n = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+    v->bytes += n;
+    v->frames++; /* parts */
+    if (v->first_ns == 0)
+        v->first_ns = now;
+    if (v->last_part_ns != 0) {
+        uint64_t gap = now - v->last_part_ns;
+        uint64_t allowed = (v->part_target_ms ? v->part_target_ms : 1000) * 1000000u + v->f->stall_ns;
+
+        if (gap > allowed) {
+            v->stalls++;
+            v->stall_ns += gap - (v->part_target_ms * 1000000u);
+        }
+    }
+    v->last_part_ns = v->last_ns = now;
+    /* blocking reload: returns once the part just received exists, with
+     * the next hint */
+    snprintf(target, sizeof(target), "%s?sid=fanout%d&_HLS_msn=%lld&_HLS_part=%lld", v->f->path,
+             v->id, (long long)v->hint_msn, (long long)v->hint_part);
+    if (hls_request(v, target, hls_playlist_done) != 0)
+        viewer_fail(v, "cannot request playlist");
+}
+
+static void hls_playlist_done(struct evhttp_request *req, void *arg)
+{
+    viewer_t *v = arg;
+    struct evbuffer *b;
+    int64_t msn, part;
+    size_t len;
+    char uri[256], target[512];
+
+    if (!hls_status_ok(v, req))
+        return;
+    b = evhttp_request_get_input_buffer(req);
+    len = evbuffer_get_length(b);
+    if (len > (1u << 20) ||
+        hls_parse(v, (const char *)evbuffer_pullup(b, -1), len, &msn, &part, uri, sizeof(uri)) != 0) {
+        viewer_fail(v, "playlist without a preload hint");
+        return;
+    }
+    if (v->hint_msn >= 0) {
+        int next = (msn == v->hint_msn && part == v->hint_part + 1) ||
+                   (msn == v->hint_msn + 1 && part == 0);
+
+        if (!next && !(msn == v->hint_msn && part == v->hint_part)) {
+            v->drops++;
+            v->drop_ms += v->part_target_ms;
+        }
+    }
+    v->hint_msn = msn;
+    v->hint_part = part;
+    snprintf(v->hint_uri, sizeof(v->hint_uri), "%s", uri);
+    hls_resolve(v->f, uri, target, sizeof(target));
+    if (hls_request(v, target, hls_part_done) != 0)
+        viewer_fail(v, "cannot request part");
+}
+
+static int hls_request(viewer_t *v, const char *target, void (*cb)(struct evhttp_request *, void *))
+{
+    struct evhttp_request *req = evhttp_request_new(cb, v);
+    char hostport[300];
+
+    if (req == NULL)
+        return -ENOMEM;
+    snprintf(hostport, sizeof(hostport), "%s:%d", v->f->host, v->f->port);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", hostport);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "User-Agent", "oboro-bench fanout");
+    return evhttp_make_request(v->conn, req, EVHTTP_REQ_GET, target) == 0 ? 0 : -EIO;
+}
+
+static int hls_viewer_start(viewer_t *v)
+{
+    char target[512];
+
+    v->hint_msn = -1;
+    snprintf(target, sizeof(target), "%s?sid=fanout%d", v->f->path, v->id);
+    return hls_request(v, target, hls_playlist_done);
+}
+
 static int viewer_start(viewer_t *v)
 {
     fanout_t *f = v->f;
@@ -212,6 +411,8 @@ static int viewer_start(viewer_t *v)
     v->conn = evhttp_connection_base_new(f->base, NULL, f->host, (unsigned short)f->port);
     if (v->buf == NULL || v->conn == NULL)
         return -ENOMEM;
+    if (f->hls)
+        return hls_viewer_start(v);
     req = evhttp_request_new(done_cb, v);
     if (req == NULL)
         return -ENOMEM;
@@ -302,11 +503,11 @@ static void report(fanout_t *f, double elapsed_s)
         with_stalls += v->stalls > 0;
     }
     if (f->json) {
-        evbuffer_add_printf(out, "{\"tool\":\"oboro-bench fanout\",\"url\":\"%s\",\"viewers\":%d,"
+        evbuffer_add_printf(out, "{\"tool\":\"oboro-bench fanout\",\"mode\":\"%s\",\"url\":\"%s\",\"viewers\":%d,"
                             "\"connected\":%d,\"failed\":%d,\"ended\":%d,\"elapsed_s\":%.3f,"
                             "\"bytes\":%llu,\"bytes_per_s\":%.1f,\"frames\":%llu,\"drops\":%llu,"
                             "\"dropped_ms\":%llu,\"stalls\":%llu,\"stalled_ms\":%.1f,",
-                            f->url, f->n, connected, failed, ended, elapsed_s,
+                            f->hls ? "llhls" : "http-flv", f->url, f->n, connected, failed, ended, elapsed_s,
                             (unsigned long long)bytes, elapsed_s > 0 ? (double)bytes / elapsed_s : 0,
                             (unsigned long long)frames, (unsigned long long)drops,
                             (unsigned long long)drop_ms, (unsigned long long)stalls,
@@ -338,7 +539,8 @@ static void report(fanout_t *f, double elapsed_s)
                             elapsed_s > 0 ? (double)bytes / elapsed_s / 1e6 : 0,
                             elapsed_s > 0 ? (double)bytes * 8 / elapsed_s / 1e6 : 0,
                             elapsed_s > 0 && f->n ? (double)bytes / elapsed_s / 1e3 / f->n : 0);
-        evbuffer_add_printf(out, "Video frames per viewer: min=%llu avg=%.1f max=%llu\n",
+        evbuffer_add_printf(out, "%s per viewer: min=%llu avg=%.1f max=%llu\n",
+                            f->hls ? "LL-HLS parts" : "Video frames",
                             (unsigned long long)(f->n ? fmin : 0),
                             f->n ? (double)frames / f->n : 0, (unsigned long long)fmax);
         evbuffer_add_printf(out, "Drops: %llu in %d viewers (%llu ms of stream skipped)\n",
@@ -364,7 +566,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: oboro-bench fanout --url http://HOST:PORT/live/NAME.flv [options]\n"
-        "  --viewers N        concurrent HTTP-FLV viewers (10)\n"
+        "       oboro-bench fanout --url http://HOST:PORT/live/NAME/index.m3u8 [options]\n"
+        "  --viewers N        concurrent HTTP-FLV (or, for a .m3u8 URL, LL-HLS) viewers (10)\n"
         "  --duration D       run time (10s)\n"
         "  --stall-ms N       a frame later than the playback clock by more is a stall (250)\n"
         "  --drop-ms N        a jump of video timestamps larger than this is a drop (200)\n"
@@ -434,12 +637,13 @@ int bench_cmd_fanout(int argc, char **argv)
     uri = evhttp_uri_parse(f->url);
     if (uri == NULL || evhttp_uri_get_host(uri) == NULL || evhttp_uri_get_scheme(uri) == NULL ||
         strcmp(evhttp_uri_get_scheme(uri), "http") != 0) {
-        fprintf(stderr, "oboro-bench fanout: --url must be http://HOST[:PORT]/PATH (HTTP-FLV)\n");
+        fprintf(stderr, "oboro-bench fanout: --url must be http://HOST[:PORT]/PATH (HTTP-FLV or LL-HLS)\n");
         goto out;
     }
     f->host = evhttp_uri_get_host(uri);
     f->port = evhttp_uri_get_port(uri) > 0 ? evhttp_uri_get_port(uri) : 80;
     f->path = evhttp_uri_get_path(uri) && evhttp_uri_get_path(uri)[0] ? evhttp_uri_get_path(uri) : "/";
+    f->hls = strlen(f->path) > 5 && strcmp(f->path + strlen(f->path) - 5, ".m3u8") == 0;
     rc = 1;
     f->base = event_base_new();
     f->viewers = core_calloc(CORE_TAG_BENCH, (size_t)f->n, sizeof(viewer_t));

@@ -103,6 +103,42 @@ class BenchFanoutTest(unittest.TestCase):
                 pub.wait()
                 harness._live.remove(pub)
 
+    def test_oborod_llhls_viewers(self):
+        # LL-HLS viewers follow preload hints and blocking reloads
+        with Oborod(args=["--llhls-segment-ms", "1000"]) as d:
+            pub = subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+                 "testsrc=size=160x120:rate=25", "-t", "20", "-c:v", "libx264", "-preset", "ultrafast",
+                 "-g", "25", "-bf", "0", "-f", "flv", "rtmp://127.0.0.1:%d/live/hfan" % d.rtmp_port],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True)
+            harness._live.append(pub)
+            url = d.url("/live/hfan/index.m3u8")
+            try:
+                for _ in range(30):  # until the stream has its first segment
+                    p = run_bench("fanout", "--url", url, "--viewers", 1, "--duration", "500ms", "--json")
+                    if json.loads(p.stdout)["per_viewer"][0]["frames"] > 0:
+                        break
+                res = json.loads(run_bench("fanout", "--url", url, "--viewers", 4, "--duration", "3s",
+                                           "--json", "--pid", d.proc.pid).stdout)
+                self.assertEqual(res["mode"], "llhls")
+                self.assertEqual((res["connected"], res["failed"]), (4, 0), res)
+                for v in res["per_viewer"]:
+                    # 200 ms parts: about 15 in 3 s
+                    self.assertGreaterEqual(v["frames"], 5, v)
+                    self.assertGreater(v["bytes"], 0, v)
+                self.assertIn("server_cpu", res)
+                # each viewer is an LL-HLS session of the daemon
+                _, _, body = d.http_get("/metrics")
+                self.assertRegex(body.decode(), r"oboro_llhls_sessions [1-9]")
+                p = run_bench("fanout", "--url", d.url("/live/nobody/index.m3u8"), "--viewers", 2,
+                              "--duration", "1s", "--json")
+                self.assertEqual([v["status"] for v in json.loads(p.stdout)["per_viewer"]], [404, 404])
+            finally:
+                pub.kill()
+                pub.wait()
+                harness._live.remove(pub)
+
     def test_oborod_unknown_stream(self):
         # oborod answers 404 for a stream nobody publishes
         with Oborod() as d:
