@@ -557,6 +557,20 @@ static void admin_finish(admin_t *a, int status)
     core_free(a);
 }
 
+/* The end of every admin request: rv is what the libraft call returned.
+ * On failure the request is dropped without calling its callback and the
+ * error is returned; otherwise the loop is woken so libraft sends it. */
+static int admin_submitted(admin_t *a, int rv)
+{
+    if (rv != 0) {
+        a->done = NULL;
+        admin_finish(a, 0);
+        return errno_of(rv);
+    }
+    pump(a->r);
+    return 0;
+}
+
 static void change_cb(struct raft_change *req, int status)
 {
     admin_t *a = req->data;
@@ -597,13 +611,7 @@ int cache_raft_node_add(cache_raft_t *r, uint64_t id, const char *addr,
     a->promote = 1;
     a->req.change.data = a;
     rv = raft_add(&r->raft, &a->req.change, id, addr, change_cb);
-    if (rv != 0) {
-        a->done = NULL;
-        admin_finish(a, 0);
-        return errno_of(rv);
-    }
-    pump(r);
-    return 0;
+    return admin_submitted(a, rv);
 }
 
 int cache_raft_node_remove(cache_raft_t *r, uint64_t id, cache_raft_done_cb done, void *arg)
@@ -618,13 +626,7 @@ int cache_raft_node_remove(cache_raft_t *r, uint64_t id, cache_raft_done_cb done
         return -ENOMEM;
     a->req.change.data = a;
     rv = raft_remove(&r->raft, &a->req.change, id, change_cb);
-    if (rv != 0) {
-        a->done = NULL;
-        admin_finish(a, 0);
-        return errno_of(rv);
-    }
-    pump(r);
-    return 0;
+    return admin_submitted(a, rv);
 }
 
 static void transfer_cb(struct raft_transfer *req)
@@ -650,13 +652,7 @@ int cache_raft_transfer(cache_raft_t *r, uint64_t id, cache_raft_done_cb done, v
         return -ENOMEM;
     a->req.transfer.data = a;
     rv = raft_transfer(&r->raft, &a->req.transfer, id, transfer_cb);
-    if (rv != 0) {
-        a->done = NULL;
-        admin_finish(a, 0);
-        return errno_of(rv);
-    }
-    pump(r);
-    return 0;
+    return admin_submitted(a, rv);
 }
 
 static void announce_cb(struct raft_apply *req, int status, void *result)

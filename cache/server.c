@@ -1654,6 +1654,17 @@ static size_t public_count(void)
     return n;
 }
 
+/* Whether COMMAND DOCS [name ...] lists c: every public command without
+ * names, else the named ones. */
+static int docs_wanted(cache_ctx_t *x, const cache_cmd_t *c)
+{
+    int want = x->argc == 2;
+
+    for (int j = 2; j < x->argc && !want; j++)
+        want = arg_eq(&x->argv[j], c->name);
+    return want && !(c->flags & CMD_INTERNAL);
+}
+
 CMD(cmd_command)
 {
     if (x->argc == 1) {
@@ -1683,59 +1694,33 @@ CMD(cmd_command)
                 command_info(x, c);
         }
     } else if (arg_eq(A(1), "docs")) {
-        size_t n = 0, at;
+        size_t n = 0;
 
-        /* a map name -> {summary, since, group}; a RESP2 flat array */
-        if (x->resp == 3) {
-            at = 0;
-            for (int pass = 0; pass < 2; pass++) {
-                if (pass == 1)
-                    add_map(x, n);
-                for (size_t i = 0; i < cache_cmd_count(); i++) {
-                    const cache_cmd_t *c = cache_cmd_at(i);
-                    int want = x->argc == 2;
-
-                    for (int j = 2; j < x->argc && !want; j++)
-                        want = arg_eq(A(j), c->name);
-                    if (!want || (c->flags & CMD_INTERNAL))
-                        continue;
-                    if (pass == 0) {
-                        n++;
-                        continue;
-                    }
-                    add_bulk(x, c->name, strlen(c->name));
-                    add_map(x, 3);
-                    add_bulk(x, "summary", 7);
-                    add_bulk(x, c->summary, strlen(c->summary));
-                    add_bulk(x, "since", 5);
-                    add_bulk(x, c->since, strlen(c->since));
-                    add_bulk(x, "group", 5);
-                    add_bulk(x, c->group, strlen(c->group));
-                }
-            }
-            (void)at;
-            return;
-        }
-        at = add_deferred_array(x);
+        /* a map name -> {summary, since, group}; in RESP2 a flat array of
+         * name, [summary, ..., group, ...] pairs. Count first, then reply. */
+        for (size_t i = 0; i < cache_cmd_count(); i++)
+            n += docs_wanted(x, cache_cmd_at(i));
+        if (x->resp == 3)
+            add_map(x, n);
+        else
+            add_array(x, 2 * n);
         for (size_t i = 0; i < cache_cmd_count(); i++) {
             const cache_cmd_t *c = cache_cmd_at(i);
-            int want = x->argc == 2;
 
-            for (int j = 2; j < x->argc && !want; j++)
-                want = arg_eq(A(j), c->name);
-            if (!want || (c->flags & CMD_INTERNAL))
+            if (!docs_wanted(x, c))
                 continue;
             add_bulk(x, c->name, strlen(c->name));
-            add_array(x, 6);
+            if (x->resp == 3)
+                add_map(x, 3);
+            else
+                add_array(x, 6);
             add_bulk(x, "summary", 7);
             add_bulk(x, c->summary, strlen(c->summary));
             add_bulk(x, "since", 5);
             add_bulk(x, c->since, strlen(c->since));
             add_bulk(x, "group", 5);
             add_bulk(x, c->group, strlen(c->group));
-            n += 2;
         }
-        set_deferred_len(x, at, n);
     } else if (arg_eq(A(1), "list") && x->argc == 2) {
         add_array(x, public_count());
         for (size_t i = 0; i < cache_cmd_count(); i++)

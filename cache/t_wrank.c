@@ -488,49 +488,40 @@ CMD(cmd_wrank_top)
     }
 }
 
-/* WRANK.SCORE key member [WINDOW s] */
-CMD(cmd_wrank_score)
+/* The member argv[2] of WRANK.SCORE / WRANK.RANK in the ranking the
+ * window picks. NULL when the reply is already made (an error, or a null
+ * for an absent key or member). */
+static zmember_t *member_of(cache_ctx_t *x, zset_t **zp)
 {
     int done;
     wrank_t *r = rank_of(x, &done);
-    zset_t *z;
     zmember_t *zm;
 
-    if (done)
-        return;
-    if (pick(x, r, 3, NULL, &z) != 0)
-        return;
-    if (z == NULL) {
-        add_null(x);
-        return;
-    }
-    zm = zset_find(z, A(2)->p, A(2)->len);
+    if (done || pick(x, r, 3, NULL, zp) != 0)
+        return NULL;
+    zm = *zp != NULL ? zset_find(*zp, A(2)->p, A(2)->len) : NULL;
     if (zm == NULL)
         add_null(x);
-    else
+    return zm;
+}
+
+/* WRANK.SCORE key member [WINDOW s] */
+CMD(cmd_wrank_score)
+{
+    zset_t *z;
+    zmember_t *zm = member_of(x, &z);
+
+    if (zm != NULL)
         add_int(x, (long long)zm->score);
 }
 
 /* WRANK.RANK key member [WINDOW s]: 0 = the highest score */
 CMD(cmd_wrank_rank)
 {
-    int done;
-    wrank_t *r = rank_of(x, &done);
     zset_t *z;
-    zmember_t *zm;
+    zmember_t *zm = member_of(x, &z);
 
-    if (done)
-        return;
-    if (pick(x, r, 3, NULL, &z) != 0)
-        return;
-    if (z == NULL) {
-        add_null(x);
-        return;
-    }
-    zm = zset_find(z, A(2)->p, A(2)->len);
-    if (zm == NULL)
-        add_null(x);
-    else
+    if (zm != NULL)
         add_int(x, (long long)(z->length - 1 - zset_rank(z, zm->score, zm->key, zm->h.klen)));
 }
 

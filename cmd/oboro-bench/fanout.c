@@ -259,7 +259,10 @@ static int hls_parse(viewer_t *v, const char *p, size_t len, int64_t *msn, int64
         if (ll > 0 && p[ll - 1] == '\r')
             ll--;
         if (ll > 22 && memcmp(p, "#EXT-X-MEDIA-SEQUENCE:", 22) == 0) {
-            seq = strtoll(p + 22, NULL, 10);
+            /* the body is not NUL-terminated: read digits within the line */
+            seq = 0;
+            for (size_t i = 22; i < ll && p[i] >= '0' && p[i] <= '9' && seq < INT64_MAX / 10 - 9; i++)
+                seq = seq * 10 + (p[i] - '0');
         } else if (ll > 8 && memcmp(p, "#EXTINF:", 8) == 0) {
             nseg++;
             nparts = 0;

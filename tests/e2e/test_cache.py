@@ -54,6 +54,25 @@ class CacheTest(unittest.TestCase):
             r = d.redis_cli("--scan", "--pattern", "*")
             self.assertEqual(sorted(r.stdout.split()), [b"k", b"n", b"p", b"r", b"x"])
 
+    def test_command_docs_shape(self):
+        """COMMAND DOCS as redis-cli reads it for its hints: RESP2 a flat
+        array of name, [summary, s, since, v, group, g]; RESP3 a map of maps;
+        unknown names are left out."""
+        with Oborod() as d:
+            out = raw(d.port, b"COMMAND DOCS get nosuch\r\n")
+            self.assertTrue(out.startswith(b"*2\r\n$3\r\nget\r\n*6\r\n$7\r\nsummary\r\n"), out)
+            self.assertIn(b"$5\r\nsince\r\n", out)
+            self.assertIn(b"$5\r\ngroup\r\n$6\r\nstring\r\n", out)
+            out = raw(d.port, b"HELLO 3\r\nCOMMAND DOCS get\r\n")
+            docs = out[out.index(b"%1\r\n$3\r\nget\r\n"):]
+            self.assertTrue(docs.startswith(b"%1\r\n$3\r\nget\r\n%3\r\n$7\r\nsummary\r\n"), out)
+            # without names: every public command, none of the internal ones
+            out = raw(d.port, b"COMMAND DOCS\r\n")
+            n = int(out[1:out.index(b"\r\n")])
+            count = int(raw(d.port, b"COMMAND COUNT\r\n")[1:-2])
+            self.assertEqual(n, 2 * count)
+            self.assertNotIn(b"__expdel", out)
+
     def test_inline_and_pipelining(self):
         with Oborod() as d:
             out = raw(d.port, b"SET a 1\r\nINCR a\r\nGET a\r\nECHO \"x y\\n\"\r\nQUIT\r\nPING\r\n")
