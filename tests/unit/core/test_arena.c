@@ -937,10 +937,14 @@ START_TEST(fork_while_other_thread_allocates)
     core_mem_stats_t st;
     int forks;
 
-    /* under allocator=system (ASan) a fork copies the shadow memory's page
-     * tables and takes long; the heap's own locks are what this tests */
+    /* The heap's own locks are what this tests. Under allocator=system the
+     * sanitizer build's malloc is the sanitizer's, whose allocator does not
+     * guard fork() against a thread inside it (the child can deadlock), so
+     * there is nothing of ours to test there. */
     core_mem_stats(&st, 0);
-    forks = strcmp(st.allocator, "arena") == 0 ? 40 : 3;
+    if (strcmp(st.allocator, "arena") != 0)
+        return;
+    forks = 40;
     atomic_store(&churn_stop, 0);
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, churn, NULL);
