@@ -99,15 +99,16 @@ static void kill_viewer(tc_flv_viewer_t *v)
 static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
+    int sent;
     ssize_t n = tc_pkt_send(p, evhttp_connection_get_bufferevent(v->conn),
                             v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0,
-                            v->srv->conf->viewer_flush_ms == 0);
+                            tc_sub_direct(sub), &sent);
 
     if (n < 0)
         goto fail;
     v->bytes += (uint64_t)n;
     v->srv->hub.out_pending[TC_PROTO_FLV] += n;
-    return 0;
+    return sent;
 
 fail:
     core_log_warn("flv", "viewer dropped", "peer=%s stream=%s reason=\"out of memory\"", v->peer,

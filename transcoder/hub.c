@@ -3,7 +3,15 @@
  * Every packet is normalised once into a reference-counted FLV tag; every
  * viewer queues the same bytes by reference. A viewer whose output queue
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
- * that stays over the bound for viewer-queue-ms is disconnected. */
+ * that stays over the bound for viewer-queue-ms is disconnected.
+ *
+ * Writes to viewers: a stream writes each packet to each viewer as it
+ * arrives (lowest latency) until writing to viewers takes a real share of
+ * the loop thread; then it merges them, one write per viewer every
+ * viewer-flush-ms (fewer system calls per viewer, more latency). The share
+ * is measured, not guessed: the time spent in the fan-out, two clock
+ * reads per packet and per publisher read, whatever the number of
+ * viewers. */
 #include "transcoder/tc_int.h"
 #include "transcoder/llhls.h"
 
@@ -89,13 +97,14 @@ static void ref_done(const void *data, size_t len, void *arg)
 }
 
 ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct)
+                    int direct, int *sent)
 {
     const uint8_t *data;
     size_t len;
     ssize_t w = 0;
     struct evbuffer *out = bufferevent_get_output(bev);
 
+    *sent = 0;
     if (form == TC_FORM_RTMP) {
         if (tc_pkt_rtmp(p, chunk_size) != 0)
             return -ENOMEM;
@@ -113,6 +122,7 @@ ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32
         w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w == (ssize_t)len) {
             tc_latency_record(core_mono_us() - p->arrival_us);
+            *sent = 1;
             return w;
         }
         if (w < 0)
@@ -173,6 +183,71 @@ void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
     *max = tmp[k - 1];
 }
 
+/* ---- fan-out load and the merge decision --------------------------------- */
+
+void tc_load_init(tc_load_t *l, uint64_t now_us)
+{
+    memset(l, 0, sizeof(*l));
+    l->since_us = now_us;
+    l->start_us = now_us;
+}
+
+/* Move the window so that its last bucket holds now_us. */
+static void load_advance(tc_load_t *l, uint64_t now_us)
+{
+    uint64_t k;
+
+    if (now_us < l->start_us + TC_LOAD_BUCKET_US)
+        return;
+    k = (now_us - l->start_us) / TC_LOAD_BUCKET_US;
+    if (k >= TC_LOAD_BUCKETS) {
+        memset(l->busy, 0, sizeof(l->busy));
+    } else {
+        for (uint64_t i = 0; i < k; i++) {
+            l->cur = (l->cur + 1) % TC_LOAD_BUCKETS;
+            l->busy[l->cur] = 0;
+        }
+    }
+    l->start_us += k * TC_LOAD_BUCKET_US;
+}
+
+void tc_load_add(tc_load_t *l, uint64_t now_us, uint64_t busy_us)
+{
+    load_advance(l, now_us);
+    l->busy[l->cur] += busy_us;
+}
+
+int tc_load_permille(tc_load_t *l, uint64_t now_us)
+{
+    uint64_t back = (uint64_t)(TC_LOAD_BUCKETS - 1) * TC_LOAD_BUCKET_US, sum = 0, span;
+
+    load_advance(l, now_us);
+    if (l->start_us < l->since_us + back)
+        return -1;
+    if (now_us < l->start_us)
+        now_us = l->start_us;
+    span = now_us - (l->start_us - back);
+    for (int i = 0; i < TC_LOAD_BUCKETS; i++)
+        sum += l->busy[i];
+    return sum >= span ? 1000 : (int)(sum * 1000 / span);
+}
+
+int tc_merge_decide(int merged, int threshold_pct, int hub_pm, int stream_pm)
+{
+    int t = threshold_pct * 10;   /* per mille */
+
+    if (threshold_pct <= 0)
+        return 1;
+    if (threshold_pct >= 100)
+        return 0;
+    if (hub_pm < 0 || stream_pm < 0)
+        return merged;
+    if (!merged)
+        return hub_pm > t && stream_pm * 10 >= t;
+    /* measured while merged, so merging's own saving is in these figures */
+    return !(hub_pm * 4 < t || stream_pm * 40 < t);
+}
+
 /* ---- hub ---------------------------------------------------------------- */
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
@@ -197,9 +272,13 @@ int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
     for (int i = 0; i < TC_PROTO__COUNT; i++)
         if (h->m.viewers[i] == NULL || h->m.bytes_out[i] == NULL)
             return -ENOMEM;
+    h->m.merged_streams = core_metrics_gauge(m, "oboro_hub_merged_streams", "Streams merging their writes to viewers now (viewer-merge-load).");
+    h->m.merge_switches = core_metrics_counter(m, "oboro_hub_merge_switches_total", "Times a stream started or stopped merging its writes to viewers.");
     if (h->m.streams == NULL || h->m.bytes_in == NULL || h->m.dropped == NULL ||
-        h->m.slow_kicked == NULL || h->m.sessions == NULL || h->m.latency == NULL)
+        h->m.slow_kicked == NULL || h->m.sessions == NULL || h->m.latency == NULL ||
+        h->m.merged_streams == NULL || h->m.merge_switches == NULL)
         return -ENOMEM;
+    tc_load_init(&h->load, core_mono_us());
     lat_hist = h->m.latency;
     return 0;
 }
@@ -235,6 +314,10 @@ static void stream_free(tc_stream_t *s)
         }
     h->nstreams--;
     core_metric_set(h->m.streams, h->nstreams);
+    if (s->merged) {
+        h->nmerged--;
+        core_metric_set(h->m.merged_streams, h->nmerged);
+    }
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
     tc_llhls_stream_close(&s->llhls);
@@ -340,6 +423,8 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     s->publisher = publisher;
     s->started_ms = core_mono_ms();
     s->win_start_ms = s->started_ms;
+    s->merged_since_us = core_mono_us();
+    tc_load_init(&s->load, s->merged_since_us);
     s->info.acodec = -1;
     s->rebase = 1;
     /* LL-HLS serves /live/NAME/..., so streams of the app "live" */
@@ -395,9 +480,10 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
 {
     const tc_conf_t *conf = s->hub->conf;
     size_t q;
+    int rc;
 
     if (p->config)
-        return sub->ops->packet(sub, p);   /* never dropped: tiny and needed */
+        goto send;                  /* never dropped: tiny and needed */
     q = sub->ops->queued(sub);
     if (q > (size_t)conf->viewer_queue_bytes) {
         if (sub->over_since_ms == 0)
@@ -420,9 +506,12 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
         core_metric_inc(s->hub->m.dropped, 1);
         return 0;
     }
-    if (sub->ops->packet(sub, p) != 0)
+send:
+    rc = sub->ops->packet(sub, p);
+    if (rc < 0)
         return -1;
-    sub->dirty = 1;
+    if (rc == 0)
+        sub->dirty = 1;             /* written straight: nothing to flush */
     return 0;
 }
 
@@ -447,16 +536,68 @@ static void flush_now(tc_stream_t *s)
 
 static void flush_timer(evutil_socket_t fd, short what, void *arg)
 {
-    flush_now(arg);
+    tc_stream_t *s = arg;
+    uint64_t t0 = core_mono_us();
+
+    flush_now(s);
+    s->fan_busy_us += core_mono_us() - t0;
+}
+
+static void set_merged(tc_stream_t *s, int on, uint64_t now_us, int hub_pm, int stream_pm)
+{
+    tc_hub_t *h = s->hub;
+
+    s->merged = on;
+    s->merged_since_us = now_us;
+    s->merge_switches++;
+    h->nmerged += on ? 1 : -1;
+    core_metric_set(h->m.merged_streams, h->nmerged);
+    core_metric_inc(h->m.merge_switches, 1);
+    core_log_info("hub", on ? "merging writes to viewers" : "writing to viewers per read",
+                  "stream=%s viewers=%d fanout_load_pm=%d stream_load_pm=%d", s->name,
+                  s->nsubs[0] + s->nsubs[1], hub_pm, stream_pm);
+    if (!on) {
+        /* what the timer would have written goes now */
+        evtimer_del(s->flush_ev);
+        flush_now(s);
+    }
+}
+
+/* Account the fan-out time since the last read and choose the mode. A
+ * mode is kept one window at least, so that the next decision is made on
+ * figures measured in that mode. */
+static void account(tc_stream_t *s, uint64_t now_us)
+{
+    tc_hub_t *h = s->hub;
+    long long thr = h->conf->viewer_merge_load;
+    int want, hub_pm = -1, stream_pm = -1;
+
+    tc_load_add(&h->load, now_us, s->fan_busy_us);
+    tc_load_add(&s->load, now_us, s->fan_busy_us);
+    s->fan_busy_us = 0;
+    if (h->conf->viewer_flush_ms <= 0) {
+        want = 0;
+    } else if (thr > 0 && thr < 100 && now_us - s->merged_since_us < TC_LOAD_WINDOW_US) {
+        want = s->merged;
+    } else {
+        hub_pm = tc_load_permille(&h->load, now_us);
+        stream_pm = tc_load_permille(&s->load, now_us);
+        want = tc_merge_decide(s->merged, (int)thr, hub_pm, stream_pm);
+    }
+    if (want != s->merged)
+        set_merged(s, want, now_us, hub_pm, stream_pm);
 }
 
 void tc_hub_flush(tc_stream_t *s)
 {
     long long ms = s->hub->conf->viewer_flush_ms;
+    uint64_t t0 = core_mono_us();
     struct timeval tv;
 
-    if (ms <= 0) {
+    account(s, t0);
+    if (!s->merged) {
         flush_now(s);
+        s->fan_busy_us += core_mono_us() - t0;
         return;
     }
     if (evtimer_pending(s->flush_ev, NULL))
@@ -495,11 +636,11 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     core_metric_inc(s->hub->m.viewers[proto], 1);
     tc_viewers_join(s->hub, s, sub);
     for (int i = 0; i < 3; i++)
-        if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
+        if (init[i] != NULL && ops->packet(sub, init[i]) < 0)
             return -1;
     if (s->hub->conf->gop_cache && s->gop_valid) {
         for (size_t i = 0; i < s->ngop; i++)
-            if (ops->packet(sub, s->gop[i]) != 0)
+            if (ops->packet(sub, s->gop[i]) < 0)
                 return -1;
         sub->waiting_key = 0;
     } else {
@@ -647,9 +788,14 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         tc_pkt_unref(p);
         return -ENOMEM;
     }
-    for (tc_sub_t *sub = s->subs, *next; sub != NULL; sub = next) {
-        next = sub->next;
-        deliver(s, sub, p, now_ms);
+    if (s->subs != NULL) {
+        uint64_t t0 = core_mono_us();
+
+        for (tc_sub_t *sub = s->subs, *next; sub != NULL; sub = next) {
+            next = sub->next;
+            deliver(s, sub, p, now_ms);
+        }
+        s->fan_busy_us += core_mono_us() - t0;
     }
     count_out(h);
     tc_pkt_unref(p);

@@ -194,15 +194,15 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_send(p, s->bev, TC_FORM_RTMP, s->chunk_size,
-                            s->srv->conf->viewer_flush_ms == 0);
+    int sent;
+    ssize_t n = tc_pkt_send(p, s->bev, TC_FORM_RTMP, s->chunk_size, tc_sub_direct(sub), &sent);
 
     if (n < 0) {
         tc_hub_detach(sub);
         return session_fail(s, "out of memory", (int)n);
     }
     s->srv->hub.out_pending[TC_PROTO_RTMP] += n;
-    return 0;
+    return sent;
 }
 
 static size_t sub_queued(tc_sub_t *sub)

@@ -67,9 +67,11 @@ int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
  * is 0, is appended to the output by reference (no copy), and the
  * reference is dropped once those bytes have left. The server-added
  * latency is recorded when the bytes are written. chunk_size is for
- * TC_FORM_RTMP. Returns the packet's length in that form, or -ENOMEM. */
+ * TC_FORM_RTMP. *sent is set to 1 when the whole packet was written to
+ * the socket, else 0. Returns the packet's length in that form, or
+ * -ENOMEM. */
 ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct);
+                    int direct, int *sent);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -83,9 +85,48 @@ typedef struct tc_stream tc_stream_t;
 typedef struct tc_sub tc_sub_t;
 typedef struct tc_hub tc_hub_t;
 
+/* ---- fan-out load and merged writes ------------------------------------ */
+
+/* How much of the loop thread the fan-out (writing packets to viewers)
+ * took over a sliding window of TC_LOAD_BUCKETS x TC_LOAD_BUCKET_US (1 s):
+ * busy time is added to the bucket of its end time; buckets older than the
+ * window are forgotten. Pure accounting on the caller's clock. */
+#define TC_LOAD_BUCKETS 4
+#define TC_LOAD_BUCKET_US 250000u
+#define TC_LOAD_WINDOW_US ((uint64_t)TC_LOAD_BUCKETS * TC_LOAD_BUCKET_US)
+
+typedef struct tc_load {
+    uint64_t since_us;         /* accounting started */
+    uint64_t start_us;         /* start of bucket busy[cur] */
+    uint64_t busy[TC_LOAD_BUCKETS];
+    unsigned cur;
+} tc_load_t;
+
+void tc_load_init(tc_load_t *l, uint64_t now_us);
+/* Account busy_us of fan-out that ended at now_us (now_us never goes
+ * back; an earlier value is taken as now). */
+void tc_load_add(tc_load_t *l, uint64_t now_us, uint64_t busy_us);
+/* The share of the window ending at now_us that was busy, in per mille
+ * (0..1000), or -1 while less than a whole window has been seen since
+ * tc_load_init (too little history to decide on). */
+int tc_load_permille(tc_load_t *l, uint64_t now_us);
+
+/* Should a stream's writes to its viewers be merged? threshold_pct is
+ * viewer-merge-load: 0 always merges, 100 (or more) never does. In
+ * between, a stream that writes per read starts merging when the loop
+ * thread's fan-out share (hub_pm, all streams) exceeds the threshold and
+ * the stream itself takes at least a tenth of it (stream_pm); a merged
+ * stream goes back to per-read writes when, measured while merged, the
+ * hub's share fell below a quarter of the threshold or its own below a
+ * fortieth. A share of -1 (too little history) keeps the current mode.
+ * Pure; returns 1 to merge, 0 to write per read. */
+int tc_merge_decide(int merged, int threshold_pct, int hub_pm, int stream_pm);
+
 typedef struct tc_sub_ops {
-    /* Queue one packet (the subscriber takes its own reference). Returns 0,
-     * or -1 when the subscriber has failed and was detached and freed. */
+    /* Queue one packet (the subscriber takes its own reference). Returns 0
+     * when bytes wait for the next flush, 1 when the packet went to the
+     * socket whole (nothing to flush), or -1 when the subscriber has
+     * failed and was detached and freed. */
     int (*packet)(tc_sub_t *sub, tc_pkt_t *p);
     /* Bytes queued towards the viewer and not yet written. */
     size_t (*queued)(tc_sub_t *sub);
@@ -126,6 +167,11 @@ struct tc_stream {
     void *publisher;           /* the publishing session, NULL in grace */
     struct event *grace_ev;
     struct event *flush_ev;    /* viewer-flush-ms: merged writes pending */
+    int merged;                /* writes to viewers are merged now */
+    uint64_t merged_since_us;  /* mode kept since (one window at least) */
+    uint64_t fan_busy_us;      /* fan-out time not yet in the windows */
+    uint64_t merge_switches;
+    tc_load_t load;            /* this stream's fan-out share */
     uint64_t started_ms;
     tc_pkt_t *meta, *vconfig, *aconfig;
     tc_pkt_t **gop;            /* packets since the last keyframe */
@@ -150,6 +196,7 @@ struct tc_stream {
 typedef struct tc_hub_metrics {
     core_metric_t *streams, *viewers[TC_PROTO__COUNT], *bytes_in, *bytes_out[TC_PROTO__COUNT];
     core_metric_t *dropped, *slow_kicked, *sessions, *latency;
+    core_metric_t *merged_streams, *merge_switches;
 } tc_hub_metrics_t;
 
 /* ---- sources other than RTMP publishers (used by transcoder/pull) ------ */
@@ -199,6 +246,8 @@ struct tc_hub {
     uint64_t sid_prefix, sid_next;  /* viewer session ids */
     int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
     struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
+    tc_load_t load;            /* the loop thread's fan-out share, all streams */
+    int nmerged;               /* streams merging their writes now */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -225,10 +274,19 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
 
 /* Write out what tc_hub_push queued to viewers. A producer calls it once
  * after each batch of pushes (one read from the publisher's socket), so a
- * viewer gets one write per batch instead of one per packet. With
- * viewer-flush-ms > 0 the write happens at most that much later, merging
- * the batches in between (SRS calls this merged write). */
+ * viewer gets one write per batch instead of one per packet. It also
+ * accounts the fan-out time and chooses the stream's mode
+ * (tc_merge_decide): while the stream merges, the write happens at most
+ * viewer-flush-ms later, merging the batches in between (SRS calls this
+ * merged write). */
 void tc_hub_flush(tc_stream_t *s);
+
+/* Whether a subscriber's packets go straight to its socket (the stream
+ * writes per read) rather than waiting for the merged flush. */
+static inline int tc_sub_direct(const tc_sub_t *sub)
+{
+    return sub->stream == NULL || !sub->stream->merged;
+}
 
 /* Write a viewer's queued output directly to fd: one writev now, and the
  * bufferevent's write event only while something is left (the changes
