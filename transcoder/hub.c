@@ -623,6 +623,7 @@ void tc_flush_direct(struct bufferevent *bev)
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto)
 {
     tc_pkt_t *init[3] = {s->meta, s->vconfig, s->aconfig};
+    int was_muted = lat_muted, rv = -1;
 
     sub->ops = ops;
     sub->proto = proto;
@@ -635,13 +636,16 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
     tc_viewers_join(s->hub, s, sub);
+    /* the start is old on purpose (headers, GOP cache): what it writes
+     * now is not server-added latency */
+    lat_muted = 1;
     for (int i = 0; i < 3; i++)
         if (init[i] != NULL && ops->packet(sub, init[i]) < 0)
-            return -1;
+            goto out;
     if (s->hub->conf->gop_cache && s->gop_valid) {
         for (size_t i = 0; i < s->ngop; i++)
             if (ops->packet(sub, s->gop[i]) < 0)
-                return -1;
+                goto out;
         sub->waiting_key = 0;
     } else {
         sub->waiting_key = 1;   /* start at the next keyframe */
@@ -649,7 +653,10 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     sub->dirty = 0;
     ops->flush(sub);
     count_out(s->hub);
-    return 0;
+    rv = 0;
+out:
+    lat_muted = was_muted;
+    return rv;
 }
 
 static int gop_add(tc_stream_t *s, tc_pkt_t *p)
