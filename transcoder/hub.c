@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* ---- packets ------------------------------------------------------------ */
 
@@ -96,30 +97,62 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct, int *sent)
+/* The bytes of p in a viewer's form. */
+static const uint8_t *pkt_form(tc_pkt_t *p, const tc_sub_conn_t *c, size_t *len)
 {
+    if (c->form == TC_FORM_RTMP) {
+        if (tc_pkt_rtmp(p, c->chunk_size) != 0)
+            return NULL;
+        *len = p->rtmp_len;
+        return p->rtmp;
+    }
+    if (c->form == TC_FORM_FLV_CHUNKED) {
+        *len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
+        return p->flv - p->chunk_hdr;
+    }
+    *len = tc_pkt_flv_len(p);
+    return p->flv;
+}
+
+/* Queue bytes of p (from off on) by reference. Returns 0 or -ENOMEM. */
+static int queue_ref(tc_pkt_t *p, struct evbuffer *out, const uint8_t *data, size_t len, size_t off)
+{
+    tc_pkt_ref(p);
+    if (evbuffer_add_reference(out, data + off, len - off, ref_done, p) != 0) {
+        tc_pkt_unref(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+ssize_t tc_pkt_send(tc_pkt_t *p, tc_sub_t *sub, int *sent)
+{
+    tc_sub_conn_t *c = &sub->conn;
     const uint8_t *data;
     size_t len;
     ssize_t w = 0;
-    struct evbuffer *out = bufferevent_get_output(bev);
+    int empty;
 
     *sent = 0;
-    if (form == TC_FORM_RTMP) {
-        if (tc_pkt_rtmp(p, chunk_size) != 0)
+    data = pkt_form(p, c, &len);
+    if (data == NULL)
+        return -ENOMEM;
+    empty = sub->nheld == 0 && evbuffer_get_length(c->out) == 0;
+    if (!tc_sub_direct(sub)) {
+        /* merged: hold it for the flush while nothing else waits */
+        if (empty || (sub->nheld > 0 && sub->nheld < TC_SUB_HELD)) {
+            sub->held[sub->nheld++] = tc_pkt_ref(p);
+            sub->held_bytes += len;
+            return (ssize_t)len;
+        }
+        tc_sub_spill(sub);
+        if (queue_ref(p, c->out, data, len, 0) != 0)
             return -ENOMEM;
-        data = p->rtmp;
-        len = p->rtmp_len;
-    } else if (form == TC_FORM_FLV_CHUNKED) {
-        data = p->flv - p->chunk_hdr;
-        len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
-    } else {
-        data = p->flv;
-        len = tc_pkt_flv_len(p);
+        return (ssize_t)len;
     }
-    if (direct && evbuffer_get_length(out) == 0) {
+    if (empty) {
         /* the viewer keeps up: straight to the socket, nothing queued */
-        w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w == (ssize_t)len) {
             tc_latency_record(core_mono_us() - p->arrival_us);
             *sent = 1;
@@ -128,14 +161,76 @@ ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32
         if (w < 0)
             w = 0;   /* EAGAIN, or an error the write event will report */
     }
-    tc_pkt_ref(p);
-    if (evbuffer_add_reference(out, data + w, len - (size_t)w, ref_done, p) != 0) {
-        tc_pkt_unref(p);
+    tc_sub_spill(sub);
+    if (queue_ref(p, c->out, data, len, (size_t)w) != 0)
         return -ENOMEM;
-    }
-    if (w > 0 || direct)
-        bufferevent_enable(bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_WRITE);
     return (ssize_t)len;
+}
+
+size_t tc_sub_queued(const tc_sub_t *sub)
+{
+    return sub->held_bytes + evbuffer_get_length(sub->conn.out);
+}
+
+void tc_sub_spill(tc_sub_t *sub)
+{
+    int n = sub->nheld;
+
+    sub->nheld = 0;
+    sub->held_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        tc_pkt_t *p = sub->held[i];
+        size_t len;
+        const uint8_t *data = pkt_form(p, &sub->conn, &len);
+
+        /* without memory for the reference the viewer misses the packet;
+         * its form was built when it was held, so data is set */
+        if (data != NULL)
+            queue_ref(p, sub->conn.out, data, len, 0);
+        tc_pkt_unref(p);
+    }
+}
+
+void tc_sub_flush(tc_sub_t *sub)
+{
+    struct iovec iov[TC_SUB_HELD];
+    struct msghdr mh;
+    int n = sub->nheld, i;
+    ssize_t w;
+    uint64_t now;
+
+    if (n == 0 || evbuffer_get_length(sub->conn.out) > 0) {
+        tc_sub_spill(sub);
+        tc_flush_direct(sub->conn.bev);
+        return;
+    }
+    for (i = 0; i < n; i++)
+        iov[i].iov_base = (void *)pkt_form(sub->held[i], &sub->conn, &iov[i].iov_len);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = iov;
+    mh.msg_iovlen = (size_t)n;
+    w = sendmsg(sub->conn.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0)
+        w = 0;       /* EAGAIN, or an error the write event will report */
+    now = core_mono_us();
+    sub->nheld = 0;
+    sub->held_bytes = 0;
+    for (i = 0; i < n; i++) {
+        tc_pkt_t *p = sub->held[i];
+        size_t len = iov[i].iov_len;
+
+        if ((size_t)w >= len) {
+            w -= (ssize_t)len;
+            tc_latency_record(now - p->arrival_us);
+        } else {
+            queue_ref(p, sub->conn.out, iov[i].iov_base, len, (size_t)w);
+            w = 0;
+        }
+        tc_pkt_unref(p);
+    }
+    if (evbuffer_get_length(sub->conn.out) > 0)
+        bufferevent_enable(sub->conn.bev, EV_WRITE);
 }
 
 /* ---- latency samples ---------------------------------------------------- */
@@ -461,6 +556,7 @@ void tc_hub_detach(tc_sub_t *sub)
 
     if (s == NULL)
         return;
+    tc_sub_spill(sub);   /* what is held goes after what the output writes next */
     if (sub->prev != NULL)
         sub->prev->next = sub->next;
     else

@@ -61,17 +61,19 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Send the packet in the given form to a viewer's bufferevent. With
- * direct set and nothing queued, it is written to the socket at once
- * (send(2), no allocation); what does not fit, or everything when direct
- * is 0, is appended to the output by reference (no copy), and the
- * reference is dropped once those bytes have left. The server-added
- * latency is recorded when the bytes are written. chunk_size is for
- * TC_FORM_RTMP. *sent is set to 1 when the whole packet was written to
- * the socket, else 0. Returns the packet's length in that form, or
- * -ENOMEM. */
-ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct, int *sent);
+struct tc_sub;
+
+/* Send the packet to a viewer (sub->conn says where and in which form).
+ * When the stream writes per read and nothing is queued, it is written to
+ * the socket at once (send(2), no allocation); what does not fit is
+ * appended to the output by reference (no copy), and the reference is
+ * dropped once those bytes have left. When the stream merges, the packet
+ * is held by reference until the next flush (tc_sub_flush), which writes
+ * everything held with one sendmsg(2). The server-added latency is
+ * recorded when the bytes are written. *sent is set to 1 when the whole
+ * packet was written to the socket, else 0. Returns the packet's length
+ * in that form, or -ENOMEM. */
+ssize_t tc_pkt_send(tc_pkt_t *p, struct tc_sub *sub, int *sent);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -139,8 +141,23 @@ typedef struct tc_sub_ops {
     void (*flush)(tc_sub_t *sub);
 } tc_sub_ops_t;
 
+/* Where a viewer's bytes go; set by the output before tc_hub_attach. */
+typedef struct tc_sub_conn {
+    struct bufferevent *bev;
+    struct evbuffer *out;      /* bev's output */
+    int fd;
+    tc_form_t form;
+    uint32_t chunk_size;       /* TC_FORM_RTMP */
+} tc_sub_conn_t;
+
+#define TC_SUB_HELD 16         /* packets held for a merged write, then queued */
+
 struct tc_sub {
     tc_sub_t *next, *prev;
+    tc_sub_conn_t conn;
+    tc_pkt_t *held[TC_SUB_HELD]; /* merged: waiting for the flush, before anything in out */
+    int nheld;
+    size_t held_bytes;
     tc_stream_t *stream;
     const tc_sub_ops_t *ops;
     tc_proto_t proto;
@@ -287,6 +304,20 @@ static inline int tc_sub_direct(const tc_sub_t *sub)
 {
     return sub->stream == NULL || !sub->stream->merged;
 }
+
+/* Bytes waiting for a viewer: held for the merged write and queued. */
+size_t tc_sub_queued(const tc_sub_t *sub);
+
+/* Write what is held and queued for a viewer now: the held packets with
+ * one sendmsg(2), straight from the shared packets, the rest through the
+ * bufferevent (whose write event is on only while something is left).
+ * Never frees. */
+void tc_sub_flush(tc_sub_t *sub);
+
+/* Move the held packets into the bufferevent's output (by reference,
+ * after what is there), e.g. before the output writes bytes of its own.
+ * Called by tc_hub_detach. */
+void tc_sub_spill(tc_sub_t *sub);
 
 /* Write a viewer's queued output directly to fd: one writev now, and the
  * bufferevent's write event only while something is left (the changes

@@ -232,6 +232,18 @@ class RtmpPlaybackTest(unittest.TestCase):
                 wait_merged(True)
                 self.assertEqual(metric("oboro_hub_merged_streams"), 1)
                 r.read(65536)   # still playing
+                # merged writes are well-formed for new viewers of both kinds
+                s = probe(self.d.url("/live/main.flv"))
+                self.assertEqual((s["video"]["codec_name"], s["audio"]["codec_name"]), ("h264", "aac"))
+                s = probe("rtmp://127.0.0.1:%d/live/main" % self.d.rtmp_port)
+                self.assertEqual((s["video"]["width"], s["audio"]["codec_name"]), (1280, "aac"))
+                # ... and lose nothing: held packets keep their order
+                with urllib.request.urlopen(self.d.url("/live/main.flv"), timeout=10) as r2:
+                    r2.read(13)
+                    dts = read_video_ts(r2, 60)
+                gaps = [b - a for a, b in zip(dts, dts[1:])]
+                self.assertTrue(all(30 <= g <= 37 for g in gaps), gaps)
+                self.assertTrue(stream()["merged"])
             finally:
                 self.d.redis_cli("CONFIG", "SET", "viewer-merge-load", "10")
             wait_merged(False)
