@@ -635,6 +635,7 @@ static void flush_timer(evutil_socket_t fd, short what, void *arg)
     tc_stream_t *s = arg;
     uint64_t t0 = core_mono_us();
 
+    s->last_flush_us = t0;
     flush_now(s);
     s->fan_busy_us += core_mono_us() - t0;
 }
@@ -686,20 +687,23 @@ static void account(tc_stream_t *s, uint64_t now_us)
 
 void tc_hub_flush(tc_stream_t *s)
 {
-    long long ms = s->hub->conf->viewer_flush_ms;
-    uint64_t t0 = core_mono_us();
+    uint64_t t0 = core_mono_us(), due;
     struct timeval tv;
 
     account(s, t0);
-    if (!s->merged) {
+    if (s->merged && evtimer_pending(s->flush_ev, NULL))
+        return;
+    /* merged: a rate, not a delay; the first packet after a quiet spell
+     * goes at once */
+    due = s->last_flush_us + (uint64_t)s->hub->conf->viewer_flush_ms * 1000;
+    if (!s->merged || t0 >= due) {
+        s->last_flush_us = t0;
         flush_now(s);
         s->fan_busy_us += core_mono_us() - t0;
         return;
     }
-    if (evtimer_pending(s->flush_ev, NULL))
-        return;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
+    tv.tv_sec = (time_t)((due - t0) / 1000000);
+    tv.tv_usec = (suseconds_t)((due - t0) % 1000000);
     evtimer_add(s->flush_ev, &tv);
 }
 

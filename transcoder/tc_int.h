@@ -185,6 +185,7 @@ struct tc_stream {
     struct event *grace_ev;
     struct event *flush_ev;    /* viewer-flush-ms: merged writes pending */
     int merged;                /* writes to viewers are merged now */
+    uint64_t last_flush_us;    /* last write to the viewers (merged: at most one per viewer-flush-ms) */
     uint64_t merged_since_us;  /* mode kept since (one window at least) */
     uint64_t fan_busy_us;      /* fan-out time not yet in the windows */
     uint64_t merge_switches;
@@ -293,9 +294,10 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
  * after each batch of pushes (one read from the publisher's socket), so a
  * viewer gets one write per batch instead of one per packet. It also
  * accounts the fan-out time and chooses the stream's mode
- * (tc_merge_decide): while the stream merges, the write happens at most
- * viewer-flush-ms later, merging the batches in between (SRS calls this
- * merged write). */
+ * (tc_merge_decide): while the stream merges, viewers get one write per
+ * viewer-flush-ms at most: at once when the last one is that old, else
+ * when it will be, merging the batches in between (SRS calls this merged
+ * write). */
 void tc_hub_flush(tc_stream_t *s);
 
 /* Whether a subscriber's packets go straight to its socket (the stream
