@@ -607,7 +607,7 @@ send:
     if (rc < 0)
         return -1;
     if (rc == 0)
-        sub->dirty = 1;             /* written straight: nothing to flush */
+        sub->dirty = 1;   /* 1: it went to the socket whole, nothing to flush */
     return 0;
 }
 
