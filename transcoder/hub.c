@@ -137,10 +137,11 @@ ssize_t tc_pkt_send(tc_pkt_t *p, tc_sub_t *sub, int *sent)
     data = pkt_form(p, c, &len);
     if (data == NULL)
         return -ENOMEM;
-    empty = sub->nheld == 0 && evbuffer_get_length(c->out) == 0;
     if (!tc_sub_direct(sub)) {
-        /* merged: hold it for the flush while nothing else waits */
-        if (empty || (sub->nheld > 0 && sub->nheld < TC_SUB_HELD)) {
+        /* merged: hold it for the flush while nothing else waits (once
+         * packets are held, the flush puts them after anything the output
+         * queued meanwhile) */
+        if (sub->nheld > 0 ? sub->nheld < TC_SUB_HELD : evbuffer_get_length(c->out) == 0) {
             sub->held[sub->nheld++] = tc_pkt_ref(p);
             sub->held_bytes += len;
             return (ssize_t)len;
@@ -150,6 +151,7 @@ ssize_t tc_pkt_send(tc_pkt_t *p, tc_sub_t *sub, int *sent)
             return -ENOMEM;
         return (ssize_t)len;
     }
+    empty = sub->nheld == 0 && evbuffer_get_length(c->out) == 0;
     if (empty) {
         /* the viewer keeps up: straight to the socket, nothing queued */
         w = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -196,7 +198,7 @@ void tc_sub_flush(tc_sub_t *sub)
 {
     struct iovec iov[TC_SUB_HELD];
     struct msghdr mh;
-    int n = sub->nheld, i;
+    int n = sub->nheld, i, left = 0;
     ssize_t w;
     uint64_t now;
 
@@ -226,10 +228,11 @@ void tc_sub_flush(tc_sub_t *sub)
         } else {
             queue_ref(p, sub->conn.out, iov[i].iov_base, len, (size_t)w);
             w = 0;
+            left = 1;
         }
         tc_pkt_unref(p);
     }
-    if (evbuffer_get_length(sub->conn.out) > 0)
+    if (left)
         bufferevent_enable(sub->conn.bev, EV_WRITE);
 }
 
