@@ -10,7 +10,10 @@ PRESENCE.COUNT viewers:live/cam and ZSCORE rank:viewers live/cam through
 redis-py. The presence TTL and refresh period are set short with
 viewer-presence-ttl-ms and viewer-presence-refresh-ms, which is also what
 shows that those directives take effect: with the defaults (15 s) a killed
-node's viewers would not be gone within the deadlines below."""
+node's viewers would not be gone within the deadlines below.
+
+The other nodes' pulls from the origin are relays, not viewers; Relays
+checks the same for libavformat's RTMP and HTTP-FLV pulls."""
 import subprocess
 import time
 import unittest
@@ -198,6 +201,38 @@ class ShardViewers(unittest.TestCase):
         self.assertEqual(c.client(0).info("keyspace")["db0"]["keys"], r.dbsize())
         for i, d in self.nodes():
             self.assertEqual(ranking(d), (5, 0), "node %d" % i)
+
+
+class Relays(unittest.TestCase):
+    def test_pulls_are_not_viewers(self):
+        """Two oborods pull one stream from an origin, with libavformat over
+        RTMP and over HTTP-FLV (the native client is in the shard test
+        above): the origin serves both pulls but counts only its own
+        viewer; each relay counts its own."""
+        with harness.Oborod() as origin:
+            rtmp = "live/* rtmp://127.0.0.1:%d/live/$name" % origin.rtmp_port
+            http = "live/* http://127.0.0.1:%d/live/$name.flv" % origin.http_port
+            with harness.Oborod(args=["--pull", rtmp, "--pull-rtmp-client", "libavformat"]) as b, \
+                    harness.Oborod(args=["--pull", http]) as c:
+                procs = []
+                try:
+                    procs.append(publish(origin, STREAM, size="320x240", rate=15))
+                    for d in (origin, b, c):
+                        procs.append(play(d.url("/live/%s.flv" % STREAM)))
+                    count = lambda d: d.redis_cli("PRESENCE.COUNT", "viewers:" + KEY).stdout.strip()
+                    deadline = time.time() + 20
+                    while (local_viewers(origin), local_viewers(b), local_viewers(c)) != (3, 1, 1):
+                        self.assertLess(time.time(), deadline, "pulls or viewers did not start")
+                        time.sleep(0.1)
+                    status, st = origin.http_json("/api/streams/" + STREAM)
+                    self.assertEqual((st["viewers"]["flv"], st["viewers"]["rtmp"]), (2, 1))
+                    for d in (origin, b, c):
+                        self.assertEqual(count(d), b"1")
+                        self.assertEqual(d.redis_cli("WCOUNT.GET", "joins:" + KEY, "WINDOW", "60")
+                                         .stdout.strip(), b"1")
+                finally:
+                    for p in procs:
+                        stop(p)
 
 
 class PresenceDirectives(unittest.TestCase):
