@@ -2,7 +2,11 @@
 // JSON line on stdout, how it went: media time played, stalls, errors and
 // the live latency hls.js measured.
 //
-//   node play.mjs URL SECONDS
+//   node play.mjs URL SECONDS [CONFIG_JSON]
+//
+// CONFIG_JSON: hls.js settings laid over the defaults used here
+// ({"lowLatencyMode": true, "backBufferLength": 10}), e.g.
+// '{"liveSyncDuration": 0.4, "maxLiveSyncPlaybackRate": 1.5}'.
 //
 // Exit status 0 when the report was produced (the caller judges it), 2 when
 // the browser or the page could not run at all.
@@ -12,10 +16,16 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const [url, secondsArg] = process.argv.slice(2);
+const [url, secondsArg, configArg] = process.argv.slice(2);
 const seconds = Number(secondsArg || 30);
-if (!url || !(seconds > 0)) {
-  console.error('usage: node play.mjs URL SECONDS');
+let config = {};
+try {
+  config = JSON.parse(configArg || '{}');
+} catch (e) {
+  config = null;
+}
+if (!url || !(seconds > 0) || config === null || typeof config !== 'object') {
+  console.error('usage: node play.mjs URL SECONDS [CONFIG_JSON]');
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
@@ -37,14 +47,15 @@ try {
   page.on('console', (m) => { if (console_lines.length < 50) console_lines.push(m.text()); });
   await page.setContent('<!doctype html><video id="v" muted playsinline></video>');
   await page.addScriptTag({ path: join(here, 'node_modules/hls.js/dist/hls.min.js') });
-  const report = await page.evaluate(async ({ url, seconds }) => {
+  const report = await page.evaluate(async ({ url, seconds, config }) => {
     const r = {
       supported: Hls.isSupported(), hlsjs: Hls.version, played: 0, stalls: 0, waiting: 0, startup_waiting: 0,
+      config, target_latency: null, max_rate: 1,
       errors: [], latency: [], pdt_latency: [], buffered: [], waiting_at: [], seeks: [], stall_detail: [], started_after_ms: null, level: null,
     };
     if (!r.supported) return r;
     const video = document.getElementById('v');
-    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 10 });
+    const hls = new Hls(Object.assign({ lowLatencyMode: true, backBufferLength: 10 }, config));
     const t0 = performance.now();
     let playing = false, start = 0;
     hls.on(Hls.Events.ERROR, (_, d) => {
@@ -87,14 +98,16 @@ try {
     while (performance.now() < end) {
       await new Promise((res) => setTimeout(res, 500));
       if (Number.isFinite(hls.latency)) r.latency.push(hls.latency);
+      if (video.playbackRate > r.max_rate) r.max_rate = video.playbackRate;
       if (hls.playingDate) r.pdt_latency.push((Date.now() - hls.playingDate.getTime()) / 1000);
       const b = video.buffered;
       r.buffered.push(b.length ? +(b.end(b.length - 1) - video.currentTime).toFixed(3) : 0);
     }
     r.played = video.currentTime - start;
+    r.target_latency = hls.targetLatency;
     hls.destroy();
     return r;
-  }, { url, seconds });
+  }, { url, seconds, config });
   report.console = console_lines;
   console.log(JSON.stringify(report));
 } catch (e) {
