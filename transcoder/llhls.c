@@ -34,6 +34,8 @@
 #define SESSION_BUCKETS 4096
 /* A plain playlist request is answered at once while the newest part is
  * younger than a tenth of the part target, else when the next part exists. */
+/* Bytes one write to a viewer's socket may carry. */
+#define WRITE_MAX (256u << 10)
 #define FRESH_US(s) ((uint64_t)(s)->h->conf->part_ms * 100)
 
 static tc_llhls_conf_t conf_storage;
@@ -884,18 +886,23 @@ static void handle_part(tc_llhls_stream_t *s, struct evhttp_request *req, uint64
     reply_status(req, 404);
 }
 
-/* Nagle off on the connection: a part is written in several pieces, and
- * with Nagle on, each piece after the first waits for the client's delayed
- * ACK (40 ms on Linux) on a keep-alive connection. */
-static void no_delay(struct evhttp_request *req)
+/* Nagle off on the connection: a part is written in several pieces (and
+ * a held part in chunks), and with Nagle on, each piece after the first
+ * waits for the client's delayed ACK (40 ms on Linux) on a keep-alive
+ * connection. Writes of up to WRITE_MAX bytes at once (libevent's default
+ * is 16 KiB) send a part in one system call. */
+static void conn_tune(struct evhttp_request *req)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
     evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
     int one = 1;
 
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (fd < 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bufferevent_get_max_single_write(bev) < WRITE_MAX)
+        bufferevent_set_max_single_write(bev, WRITE_MAX);
 }
 
 void tc_llhls_http(struct evhttp_request *req, const char *path, void *arg)
@@ -910,7 +917,7 @@ void tc_llhls_http(struct evhttp_request *req, const char *path, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
     core_metric_inc(h->m_requests, 1);
-    no_delay(req);
+    conn_tune(req);
     if (cmd == EVHTTP_REQ_OPTIONS) {
         struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
 

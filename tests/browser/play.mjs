@@ -51,6 +51,11 @@ try {
     const r = {
       supported: Hls.isSupported(), hlsjs: Hls.version, played: 0, stalls: 0, waiting: 0, startup_waiting: 0,
       config, target_latency: null, max_rate: 1,
+      // start-up milestones, ms after the player was created: first media
+      // playlist received, first media (init segment excluded) received,
+      // playback started; hls.js never makes up what passes between the
+      // first two and the last, so it adds to its live latency
+      startup: { playlist_ms: null, first_media_ms: null, playing_ms: null },
       errors: [], latency: [], pdt_latency: [], buffered: [], waiting_at: [], seeks: [], stall_detail: [], started_after_ms: null, level: null,
     };
     if (!r.supported) return r;
@@ -62,12 +67,20 @@ try {
       if (d.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) r.stalls++;
       if (r.errors.length < 20) r.errors.push(`${d.type}/${d.details}/${d.fatal ? 'fatal' : 'ok'}`);
     });
+    hls.on(Hls.Events.FRAG_LOADED, (_, d) => {
+      if (r.startup.first_media_ms === null && d.frag.sn !== 'initSegment')
+        r.startup.first_media_ms = Math.round(performance.now() - t0);
+    });
     hls.on(Hls.Events.LEVEL_LOADED, (_, d) => {
+      if (r.startup.playlist_ms === null) r.startup.playlist_ms = Math.round(performance.now() - t0);
       r.level = { live: d.details.live, partTarget: d.details.partTarget,
                   canBlock: d.details.canBlockReload, canSkip: d.details.canSkipUntil };
     });
     video.addEventListener('playing', () => {
-      if (!playing) { playing = true; start = video.currentTime; r.started_after_ms = performance.now() - t0; }
+      if (!playing) {
+        playing = true; start = video.currentTime; r.started_after_ms = performance.now() - t0;
+        r.startup.playing_ms = Math.round(r.started_after_ms);
+      }
     });
     // a 'waiting' in the first second of media is the start settling; any
     // later one is a stall the viewer sees
