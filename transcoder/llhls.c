@@ -12,14 +12,18 @@
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #define NAME_MAX_LEN 128
 #define PLAYLIST_VERSION 9
@@ -28,6 +32,11 @@
 /* Sessions one stream counts; more are served but not counted. */
 #define MAX_SESSIONS 200000
 #define SESSION_BUCKETS 4096
+/* A plain playlist request is answered at once while the newest part is
+ * younger than a tenth of the part target, else when the next part exists. */
+/* Bytes one write to a viewer's socket may carry. */
+#define WRITE_MAX (256u << 10)
+#define FRESH_US(s) ((uint64_t)(s)->h->conf->part_ms * 100)
 
 static tc_llhls_conf_t conf_storage;
 
@@ -67,6 +76,7 @@ typedef struct waiter {
     uint32_t part;
     hls_query_t q;
     int first;          /* a plain playlist request waiting for the first part */
+    int fresh;          /* a plain playlist request waiting for the next part */
     uint64_t since_us;
 } waiter_t;
 
@@ -606,9 +616,18 @@ static void waiter_closed(struct evhttp_connection *conn, void *arg)
 static void waiter_timeout(evutil_socket_t fd, short what, void *arg)
 {
     waiter_t *w = arg;
+    tc_llhls_stream_t *s = w->s;
     struct evhttp_request *req = w->req;
+    hls_query_t q = w->q;
 
-    core_metric_inc(w->s->h->m_timeouts, 1);
+    if (w->fresh && s->cmaf != NULL && has_segment(s)) {
+        /* no new part in time (the publisher paused): the playlist as it
+         * is; a plain request is never refused for want of a new part */
+        waiter_unlink(w);
+        send_media(s, req, &q);
+        return;
+    }
+    core_metric_inc(s->h->m_timeouts, 1);
     waiter_unlink(w);
     reply_status(req, 503);
 }
@@ -674,11 +693,13 @@ static void on_part(void *arg)
 }
 
 static void hold(tc_llhls_stream_t *s, struct evhttp_request *req, int kind, uint64_t msn,
-                 uint32_t part, const hls_query_t *q, int first)
+                 uint32_t part, const hls_query_t *q, int first, int fresh)
 {
     waiter_t *w;
     struct timeval tv;
-    uint64_t ms = 3000ull * target_duration(s);
+    /* a plain request waits for one part at most (two part targets, for
+     * jitter); a blocking one as long as the spec allows */
+    uint64_t ms = fresh ? 2ull * (uint64_t)s->h->conf->part_ms : 3000ull * target_duration(s);
 
     if (s->nwaiters >= MAX_WAITERS) {
         reply_status(req, 503);
@@ -702,6 +723,7 @@ static void hold(tc_llhls_stream_t *s, struct evhttp_request *req, int kind, uin
     w->part = part;
     w->q = *q;
     w->first = first;
+    w->fresh = fresh;
     w->since_us = core_mono_us();
     w->conn = evhttp_request_get_connection(req);
     tv.tv_sec = (time_t)(ms / 1000);
@@ -828,15 +850,21 @@ static void handle_index(tc_llhls_stream_t *s, struct evhttp_request *req)
     }
     if (s->cmaf == NULL) {
         /* published, codecs not known yet: wait like for the first part */
-        hold(s, req, W_PLAYLIST, 0, 0, &q, 1);
+        hold(s, req, W_PLAYLIST, 0, 0, &q, 1, 0);
         return;
     }
     have = newest_part(s, &nm, &np);
     if (!q.has_msn) {
-        if (has_segment(s))
-            send_media(s, req, &q);
+        if (!has_segment(s))
+            hold(s, req, W_PLAYLIST, 0, 0, &q, 1, 0);
+        else if (have && core_mono_us() - s->part_us >= FRESH_US(s))
+            /* answered when the next part exists, so that the newest
+             * part it lists is as old as the answer: players place their
+             * start point by the time they received the playlist, and a
+             * playlist one part old starts them one part further back */
+            hold(s, req, W_PLAYLIST, nm, np + 1, &q, 0, 1);
         else
-            hold(s, req, W_PLAYLIST, 0, 0, &q, 1);
+            send_media(s, req, &q);
         return;
     }
     /* _HLS_msn alone means part 0 of that segment */
@@ -847,7 +875,7 @@ static void handle_index(tc_llhls_stream_t *s, struct evhttp_request *req)
     if (playlist_ready(s, q.msn, q.part))
         send_media(s, req, &q);
     else
-        hold(s, req, W_PLAYLIST, q.msn, q.part, &q, 0);
+        hold(s, req, W_PLAYLIST, q.msn, q.part, &q, 0, 0);
 }
 
 static void handle_part(tc_llhls_stream_t *s, struct evhttp_request *req, uint64_t msn,
@@ -865,10 +893,29 @@ static void handle_part(tc_llhls_stream_t *s, struct evhttp_request *req, uint64
     /* the hinted part (or the one after it) is held until it exists */
     if (s->cmaf != NULL && ((g != NULL && !g->complete && part <= g->nparts + 1) ||
                             (g == NULL && msn == tail + 1 && part <= 1))) {
-        hold(s, req, W_PART, msn, part, &none, 0);
+        hold(s, req, W_PART, msn, part, &none, 0, 0);
         return;
     }
     reply_status(req, 404);
+}
+
+/* Nagle off on the connection: a part is written in several pieces (and
+ * a held part in chunks), and with Nagle on, each piece after the first
+ * waits for the client's delayed ACK (40 ms on Linux) on a keep-alive
+ * connection. Writes of up to WRITE_MAX bytes at once (libevent's default
+ * is 16 KiB) send a part in one system call. */
+static void conn_tune(struct evhttp_request *req)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+
+    if (fd < 0)
+        return;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bufferevent_get_max_single_write(bev) < WRITE_MAX)
+        bufferevent_set_max_single_write(bev, WRITE_MAX);
 }
 
 void tc_llhls_http(struct evhttp_request *req, const char *path, void *arg)
@@ -883,6 +930,7 @@ void tc_llhls_http(struct evhttp_request *req, const char *path, void *arg)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
     core_metric_inc(h->m_requests, 1);
+    conn_tune(req);
     if (cmd == EVHTTP_REQ_OPTIONS) {
         struct evkeyvalq *hd = evhttp_request_get_output_headers(req);
 

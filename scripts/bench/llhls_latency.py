@@ -16,7 +16,11 @@ libnginx-mod-rtmp, `hls on; hls_fragment 1s`) in the same run, and:
    (N / cores used).
 
     scripts/bench/llhls_latency.py [--play 20] [--levels 100,300,1000] [--measure 6]
-                                   [--part-ms 200]
+                                   [--part-ms 200] [--tuned '{"liveSyncDuration": 0.4}' ...]
+
+hls.js runs with its defaults plus lowLatencyMode (it then aims at the
+playlist's PART-HOLD-BACK); --tuned adds a row for oborod with those hls.js
+settings laid over them, labelled as such (repeat it for several rows).
 
 Needs a built oborod (build/cmd/oborod), ffmpeg, nginx, libnginx-mod-rtmp,
 chromium, node and tests/browser/node_modules (scripts/test installs
@@ -178,8 +182,9 @@ def edge_lag_nginx(url, t0):
     return (now - t0) - (int(ts) / 90000.0 + float(dur))
 
 
-def play(url, seconds):
-    r = subprocess.run(["node", PLAY, url, str(seconds)], capture_output=True,
+def play(url, seconds, config=None):
+    r = subprocess.run(["node", PLAY, url, str(seconds)] + ([config] if config else []),
+                       capture_output=True,
                        timeout=seconds + 120, stdin=subprocess.DEVNULL,
                        cwd=os.path.dirname(PLAY))
     if r.returncode != 0:
@@ -266,6 +271,8 @@ def main():
     ap.add_argument("--levels", default="100,300,1000")
     ap.add_argument("--measure", type=int, default=6)
     ap.add_argument("--part-ms", type=int, default=200, help="oborod's llhls-part-ms")
+    ap.add_argument("--tuned", action="append", default=[],
+                    help="hls.js settings (JSON) for an extra oborod row; may be repeated")
     args = ap.parse_args()
     for tool in ("ffmpeg", "nginx", "node", "/usr/bin/chromium"):
         if not shutil.which(tool):
@@ -303,21 +310,33 @@ def main():
 
         print("== player latency, hls.js in headless Chromium, %d s each, same stream" % args.play)
         rows = []
-        for label, url, lag in (("oborod LL-HLS (%d ms parts)" % args.part_ms, o_url,
-                                 lambda: edge_lag_oborod(o_media, t0, pdt0)),
-                                ("nginx-rtmp HLS (hls_fragment 1s)", n_url,
-                                 lambda: edge_lag_nginx(n_url, t0))):
-            rep = play(url, args.play)
+        o_lag = lambda: edge_lag_oborod(o_media, t0, pdt0)
+        runs = [("oborod LL-HLS (%d ms parts)" % args.part_ms, o_url, o_lag, None)]
+        for i, config in enumerate(args.tuned):
+            runs.append(("oborod, hls.js tuned #%d" % (i + 1), o_url, o_lag, config))
+        runs.append(("nginx-rtmp HLS (hls_fragment 1s)", n_url, lambda: edge_lag_nginx(n_url, t0),
+                     None))
+        for label, url, lag, config in runs:
+            rep = play(url, args.play, config)
             lags = [lag() for _ in range(10) if time.sleep(0.37) is None]
             lat = statistics.median(rep["latency"]) if rep["latency"] else float("nan")
             rows.append((label, lat, statistics.median(lags), rep))
-        print("%-34s %12s %12s %12s %7s %7s" % ("server", "hls.js lat", "edge lag", "end-to-end",
-                                                  "stalls", "played"))
+        print("%-34s %12s %12s %12s %7s %7s %13s %9s" % (
+            "server", "hls.js lat", "edge lag", "end-to-end", "stalls", "played",
+            "lat min-max", "startup"))
         for label, lat, lag, rep in rows:
-            print("%-34s %11.3fs %11.3fs %11.3fs %7d %6.1fs" % (
-                label, lat, lag, lat + lag, rep["stalls"] + rep["waiting"], rep["played"]))
+            lats = rep["latency"] or [float("nan")]
+            print("%-34s %11.3fs %11.3fs %11.3fs %7d %6.1fs %6.2f-%4.2fs %8.2fs" % (
+                label, lat, lag, lat + lag, rep["stalls"] + rep["waiting"], rep["played"],
+                min(lats), max(lats), (rep["started_after_ms"] or float("nan")) / 1000))
+        for i, config in enumerate(args.tuned):
+            rep = rows[1 + i][3]
+            print("hls.js tuned #%d: %s (target latency at the end %.3f s, top playback rate %.2f)"
+                  % (i + 1, config, rep["target_latency"] or 0, rep["max_rate"]))
+        print("hls.js default target latency (PART-HOLD-BACK): %.3f s" % (
+            rows[0][3]["target_latency"] or 0))
         print("ratio nginx-rtmp / oborod end-to-end latency: %.1fx" % (
-            (rows[1][1] + rows[1][2]) / (rows[0][1] + rows[0][2])))
+            (rows[-1][1] + rows[-1][2]) / (rows[0][1] + rows[0][2])))
 
         print("\n== part creation -> release of requests held for it (oborod, during playback)")
         buckets, count, total = histogram(get("http://127.0.0.1:%d/metrics" % o_http),

@@ -50,6 +50,9 @@ class BrowserTest(unittest.TestCase):
             self.assertEqual(rep["stalls"], 0, rep)
             self.assertEqual(rep["waiting"], 0, rep)
             self.assertFalse([e for e in rep["errors"] if e.endswith("/fatal")], rep)
+            # hls.js aims at the playlist's PART-HOLD-BACK (3 part targets),
+            # not raised by a stall
+            self.assertAlmostEqual(rep["target_latency"], 0.6, places=3, msg=rep)
             lat = rep["latency"]
             self.assertTrue(lat)
             print("hls.js %s: live latency median %.3f s, max %.3f s (PDT-based median %.3f s); "

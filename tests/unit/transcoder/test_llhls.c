@@ -15,6 +15,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -237,18 +238,26 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* GET path over HTTP/1.1 with Connection: close; decode chunking. */
-static void get(const char *path, reply_t *r)
+/* Send GET path over HTTP/1.1 with Connection: close on a new
+ * connection; returns the socket. */
+static int get_send(const char *path)
 {
-    char req[1024], *raw = NULL, *sep;
-    size_t len = 0, cap = 0;
-    double t = now_ms();
+    char req[1024];
     int fd = connect_local();
-    ssize_t n;
 
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nConnection: close\r\n\r\n",
              path);
     ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    return fd;
+}
+
+/* Read the reply to get_send() until the server closes; decode chunking. */
+static void get_recv(int fd, double t, reply_t *r)
+{
+    char *raw = NULL, *sep;
+    size_t len = 0, cap = 0;
+    ssize_t n;
+
     for (;;) {
         if (len + 65536 > cap) {
             cap = cap ? cap * 2 : 131072;
@@ -291,6 +300,14 @@ static void get(const char *path, reply_t *r)
     }
     r->body[r->len] = '\0';
     free(raw);
+}
+
+/* GET path over HTTP/1.1 with Connection: close; decode chunking. */
+static void get(const char *path, reply_t *r)
+{
+    double t = now_ms();
+
+    get_recv(get_send(path), t, r);
 }
 
 static void reply_free(reply_t *r)
@@ -461,6 +478,89 @@ START_TEST(playlist_blocking_and_parts)
         ck_assert_int_ge(moofs, 5);
     }
     reply_free(&b);
+}
+END_TEST
+
+/* Every LL-HLS connection has Nagle off: a part leaves in several writes,
+ * and with Nagle each write after the first would wait for the client's
+ * delayed ACK (40 ms on Linux) on a keep-alive connection. */
+START_TEST(connections_no_delay)
+{
+    const char req[] = "GET /live/cam/init.mp4 HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct sockaddr_in mine, peer;
+    socklen_t ml = sizeof(mine), pl;
+    reply_t r;
+    char buf[4096];
+    int fd, found = -1, nodelay = 0;
+    socklen_t ol = sizeof(nodelay);
+
+    start();
+    get("/live/cam/index.m3u8", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    fd = connect_local();
+    ck_assert_int_eq(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    /* the answer means the request was handled; the connection stays open */
+    ck_assert_int_gt(read(fd, buf, sizeof(buf)), 12);
+    ck_assert_int_eq(strncmp(buf, "HTTP/1.1 200", 12), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&mine, &ml), 0);
+    /* the server's end of this connection lives in this process */
+    for (int i = 3; i < 4096 && found < 0; i++) {
+        pl = sizeof(peer);
+        if (i != fd && getpeername(i, (struct sockaddr *)&peer, &pl) == 0 &&
+            peer.sin_family == AF_INET && peer.sin_port == mine.sin_port &&
+            peer.sin_addr.s_addr == mine.sin_addr.s_addr)
+            found = i;
+    }
+    ck_assert_int_ge(found, 0);
+    ck_assert_int_eq(getsockopt(found, IPPROTO_TCP, TCP_NODELAY, &nodelay, &ol), 0);
+    ck_assert_int_eq(nodelay, 1);
+    close(fd);
+}
+END_TEST
+
+/* A plain playlist request is answered when the next part exists, so the
+ * newest part it lists is new when it arrives (players place their start
+ * point by the time they received the playlist); with no new part it is
+ * answered after two part targets with the playlist as it is. */
+START_TEST(plain_playlist_fresh)
+{
+    reply_t r, f;
+    uint64_t msn, m2;
+    uint32_t part, p2;
+    char uri[64];
+    double t;
+    int fd;
+
+    start();
+    get("/live/cam/index.m3u8", &r);
+    ck_assert_int_eq(r.status, 200);
+    reply_free(&r);
+    /* no more media: held for two part targets (200 ms at SPEED 4: the
+     * timer is wall clock), then answered 200, not 503 */
+    atomic_store(&feeding, 0);
+    usleep(100000);
+    get("/live/cam/index.m3u8", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(r.ms >= 390);
+    hint(r.body, &msn, &part);
+    /* held again; media resumes: the answer lists exactly the part that
+     * was hinted, as its newest */
+    t = now_ms();
+    fd = get_send("/live/cam/index.m3u8");
+    usleep(50000);
+    atomic_store(&feeding, 1);
+    get_recv(fd, t, &f);
+    ck_assert_int_eq(f.status, 200);
+    ck_assert_ptr_nonnull(strstr(f.head, "Cache-Control: no-store"));
+    snprintf(uri, sizeof(uri), "URI=\"p%lu.%u.m4s\"", msn, part);
+    /* before: only hinted; after: listed, and the next one hinted */
+    ck_assert_int_eq(count(r.body, uri), 1);
+    ck_assert_int_eq(count(f.body, uri), 1);
+    hint(f.body, &m2, &p2);
+    ck_assert((m2 == msn && p2 == part + 1) || (m2 == msn + 1 && p2 == 0));
+    reply_free(&r);
+    reply_free(&f);
 }
 END_TEST
 
@@ -656,6 +756,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, before_config);
     tcase_add_test(tc, playlist_blocking_and_parts);
+    tcase_add_test(tc, connections_no_delay);
+    tcase_add_test(tc, plain_playlist_fresh);
     tcase_add_test(tc, delta_update);
     tcase_add_test(tc, timeout_503_and_close_404);
     tcase_add_test(tc, master_and_sessions);
