@@ -480,6 +480,10 @@ tc_pull_rtmp_t *tc_pull_rtmp_start(struct event_base *base, const tc_pull_rtmp_u
     c->base = base;
     /* message payloads become the hub's packets as they are */
     rtmp_reader_init(&c->reader, 16u << 20, CORE_TAG_HUB_PACKETS);
+    /* most frames of a stream up to several Mbit/s arrive in one
+     * allocation of their announced size, not by doubling from 4 KiB; a
+     * lying origin costs at most 16 x 256 KiB */
+    c->reader.prealloc = 256u << 10;
     c->in = core_malloc(CORE_TAG_INGEST, IN_CAP);
     c->scratch = core_scope_new(CORE_TAG_INGEST, 0);
     c->timer = evtimer_new(base, timeout_cb, c);
