@@ -1,7 +1,9 @@
 /* transcoder/hub: streams, packets, GOP cache and subscribers.
  *
  * Every packet is normalised once into a reference-counted FLV tag; every
- * viewer queues the same bytes by reference. A viewer whose output queue
+ * viewer queues the same bytes by reference. A packet whose payload the
+ * producer gave away (tc_hub_push_take) is framed on first use, so a
+ * stream nobody watches costs no copy and no framing. A viewer whose output queue
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
  * that stays over the bound for viewer-queue-ms is disconnected. */
 #include "transcoder/tc_int.h"
