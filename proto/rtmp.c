@@ -329,7 +329,7 @@ ssize_t rtmp_reader_parse(rtmp_reader_t *r, const uint8_t *buf, size_t len, rtmp
     if (s->have + n > s->cap) {
         /* grow with the bytes that actually arrive, not with the announced
          * length, so a lying header cannot make us allocate */
-        uint32_t ncap = s->cap ? s->cap * 2 : 4096;
+        uint32_t ncap = s->cap ? s->cap * 2 : r->prealloc ? r->prealloc : 4096;
         uint8_t *p;
 
         if (ncap < s->have + n)

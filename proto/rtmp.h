@@ -101,6 +101,12 @@ typedef struct rtmp_reader {
     rtmp_chunk_slot_t slots[RTMP_MAX_CHUNK_STREAMS];
     rtmp_chunk_slot_t *cur;    /* slot whose chunk body is being read */
     uint32_t chunk_left;       /* body bytes left in the current chunk */
+    /* A message's first allocation: min(announced length, prealloc), 0
+     * meaning 4096; it then doubles with the bytes that arrive. A caller
+     * that trusts its peer more may raise it after rtmp_reader_init() to
+     * assemble most messages without a realloc; a lying header then costs
+     * at most RTMP_MAX_CHUNK_STREAMS x prealloc bytes. */
+    uint32_t prealloc;
 } rtmp_reader_t;
 
 /* Start a reader that refuses messages longer than max_message bytes and

@@ -1,7 +1,9 @@
 /* transcoder/hub: streams, packets, GOP cache and subscribers.
  *
  * Every packet is normalised once into a reference-counted FLV tag; every
- * viewer queues the same bytes by reference. A viewer whose output queue
+ * viewer queues the same bytes by reference. A packet whose payload the
+ * producer gave away (tc_hub_push_take) is framed on first use, so a
+ * stream nobody watches costs no copy and no framing. A viewer whose output queue
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
  * that stays over the bound for viewer-queue-ms is disconnected.
  *
@@ -34,28 +36,88 @@
 
 #define CHUNK_HDR_ROOM 10      /* "ffffff" + CRLF fits: tags are under 16 MiB */
 
+/* Write the chunk header, FLV tag header, trailer and CRLF around a tag
+ * whose payload is (or will be) at flv + FLV_TAG_HEADER_LEN; returns the
+ * chunk header's length. */
+static uint8_t frame(uint8_t *flv, uint8_t type, uint32_t ts, uint32_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t flv_len = FLV_TAG_HEADER_LEN + (size_t)len + FLV_TAG_TRAILER_LEN;
+    uint8_t digits[8], n = 0;
+
+    do {
+        digits[n++] = (uint8_t)hex[flv_len & 15];
+        flv_len >>= 4;
+    } while (flv_len != 0);
+    for (uint8_t i = 0; i < n; i++)
+        flv[-(int)n - 2 + i] = digits[n - 1 - i];
+    flv[-2] = '\r';
+    flv[-1] = '\n';
+    flv_tag_header_encode(flv, type, ts, len);
+    flv_tag_trailer_encode(flv + FLV_TAG_HEADER_LEN + len, len);
+    memcpy(flv + FLV_TAG_HEADER_LEN + len + FLV_TAG_TRAILER_LEN, "\r\n", 2);
+    return (uint8_t)(n + 2);
+}
+
+static size_t framed_size(uint32_t len)
+{
+    return CHUNK_HDR_ROOM + FLV_TAG_HEADER_LEN + (size_t)len + FLV_TAG_TRAILER_LEN + 2;
+}
+
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len)
 {
-    size_t flv_len = FLV_TAG_HEADER_LEN + (size_t)len + FLV_TAG_TRAILER_LEN;
-    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS, sizeof(*p) + CHUNK_HDR_ROOM + flv_len + 2);
-    char hdr[CHUNK_HDR_ROOM + 1];
+    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS, sizeof(*p) + framed_size(len));
 
     if (p == NULL)
         return NULL;
     memset(p, 0, sizeof(*p));
     p->refs = 1;
-    p->flv = p->buf + CHUNK_HDR_ROOM;
-    p->chunk_hdr = (uint8_t)snprintf(hdr, sizeof(hdr), "%zx\r\n", flv_len);
-    memcpy(p->flv - p->chunk_hdr, hdr, p->chunk_hdr);
-    memcpy(p->flv + flv_len, "\r\n", 2);
     p->type = type;
     p->ts = ts;
     p->len = len;
-    flv_tag_header_encode(p->flv, type, ts, len);
+    p->flv = p->buf + CHUNK_HDR_ROOM;
+    p->data = p->flv + FLV_TAG_HEADER_LEN;
     if (len > 0)
-        memcpy(p->flv + FLV_TAG_HEADER_LEN, payload, len);
-    flv_tag_trailer_encode(p->flv + FLV_TAG_HEADER_LEN + len, len);
+        memcpy(p->data, payload, len);
+    p->chunk_hdr = frame(p->flv, type, ts, len);
     return p;
+}
+
+tc_pkt_t *tc_pkt_adopt(uint8_t type, uint32_t ts, uint8_t *payload, uint32_t len)
+{
+    tc_pkt_t *p = core_malloc(CORE_TAG_HUB_PACKETS, sizeof(*p));
+
+    if (p == NULL) {
+        core_free(payload);
+        return NULL;
+    }
+    memset(p, 0, sizeof(*p));
+    p->refs = 1;
+    p->type = type;
+    p->ts = ts;
+    p->len = len;
+    p->data = p->owned = payload;
+    return p;
+}
+
+int tc_pkt_flv(tc_pkt_t *p)
+{
+    uint8_t *f;
+
+    if (p->flv != NULL)
+        return 0;
+    f = core_malloc(CORE_TAG_HUB_PACKETS, framed_size(p->len));
+    if (f == NULL)
+        return -ENOMEM;
+    p->framed = f;
+    p->flv = f + CHUNK_HDR_ROOM;
+    if (p->len > 0)
+        memcpy(p->flv + FLV_TAG_HEADER_LEN, p->owned, p->len);
+    p->chunk_hdr = frame(p->flv, p->type, p->ts, p->len);
+    p->data = p->flv + FLV_TAG_HEADER_LEN;
+    core_free(p->owned);
+    p->owned = NULL;
+    return 0;
 }
 
 tc_pkt_t *tc_pkt_ref(tc_pkt_t *p)
@@ -69,6 +131,8 @@ void tc_pkt_unref(tc_pkt_t *p)
     if (p == NULL || --p->refs > 0)
         return;
     core_free(p->rtmp);
+    core_free(p->owned);
+    core_free(p->framed);
     core_free(p);
 }
 
@@ -106,6 +170,8 @@ static const uint8_t *pkt_form(tc_pkt_t *p, const tc_sub_conn_t *c, size_t *len)
         *len = p->rtmp_len;
         return p->rtmp;
     }
+    if (tc_pkt_flv(p) != 0)
+        return NULL;
     if (c->form == TC_FORM_FLV_CHUNKED) {
         *len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
         return p->flv - p->chunk_hdr;
@@ -817,8 +883,10 @@ static void read_metadata(tc_stream_t *s, const uint8_t *payload, uint32_t len)
     }
 }
 
-int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
-                uint64_t arrival_us)
+/* tc_hub_push and tc_hub_push_take: owned, when not NULL, is payload and
+ * is given away (adopted by the packet, or freed). */
+static int push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
+                uint64_t arrival_us, uint8_t *owned)
 {
     tc_hub_t *h = s->hub;
     int key = 0, config = 0;
@@ -829,15 +897,19 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
     if (type == FLV_TAG_VIDEO) {
         flv_video_info_t v;
 
-        if (flv_video_parse(payload, len, &v) != 0)
+        if (flv_video_parse(payload, len, &v) != 0) {
+            core_free(owned);
             return -EPROTO;
+        }
         /* blur: the pipeline takes the publisher's video and pushes its
          * own output back through here */
         if (s->blur != NULL && !s->blur_emitting) {
             int rc = tc_blur_take(s->blur, ts, payload, len, arrival_us);
 
-            if (rc <= 0)
+            if (rc <= 0) {
+                core_free(owned);
                 return rc;
+            }
         }
         s->has_video = 1;
         s->info.vcodec = v.codec;
@@ -850,8 +922,10 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
     } else if (type == FLV_TAG_AUDIO) {
         flv_audio_info_t a;
 
-        if (flv_audio_parse(payload, len, &a) != 0)
+        if (flv_audio_parse(payload, len, &a) != 0) {
+            core_free(owned);
             return -EPROTO;
+        }
         s->info.acodec = a.codec;
         config = a.seq_header;
         key = !s->has_video;
@@ -870,7 +944,16 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
     out_ts = (uint32_t)((int64_t)ts + s->ts_offset);
     if (!config || type != FLV_TAG_SCRIPT)
         s->last_ts = out_ts;
-    p = tc_pkt_new(type, type == FLV_TAG_SCRIPT ? 0 : out_ts, payload, len);
+    /* LL-HLS packages each packet once, for all its viewers, and must run
+     * ahead of them: a viewer that arrives gets the parts and segments
+     * already made */
+    if (s->llhls != NULL && type != FLV_TAG_SCRIPT)
+        tc_llhls_on_flv(s->llhls, type, out_ts, payload, len);
+    if (owned != NULL)
+        p = tc_pkt_adopt(type, type == FLV_TAG_SCRIPT ? 0 : out_ts, owned, len);
+    else
+        p = tc_pkt_new(type, type == FLV_TAG_SCRIPT ? 0 : out_ts, payload, len);
+    payload = NULL;   /* the packet's now; framing may move it */
     if (p == NULL)
         return -ENOMEM;
     p->key = key;
@@ -888,9 +971,6 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         s->win_bytes = s->win_frames = 0;
         s->win_start_ms = now_ms;
     }
-    /* LL-HLS packages each packet once, for all its viewers */
-    if (s->llhls != NULL && type != FLV_TAG_SCRIPT)
-        tc_llhls_on_flv(s->llhls, type, out_ts, payload, len);
     if (slot != NULL) {
         tc_pkt_unref(*slot);
         *slot = tc_pkt_ref(p);
@@ -910,6 +990,18 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
     count_out(h);
     tc_pkt_unref(p);
     return 0;
+}
+
+int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
+                uint64_t arrival_us)
+{
+    return push(s, type, ts, payload, len, arrival_us, NULL);
+}
+
+int tc_hub_push_take(tc_stream_t *s, uint8_t type, uint32_t ts, uint8_t *payload, uint32_t len,
+                     uint64_t arrival_us)
+{
+    return push(s, type, ts, payload, len, arrival_us, payload);
 }
 
 /* ---- lookup for viewers, with sources that start streams on demand ------ */

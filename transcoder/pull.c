@@ -889,17 +889,17 @@ static void resolve_waiters(pull_stream_t *ps, tc_stream_t *s, int err)
 static void ps_down(pull_stream_t *ps, const char *why, int opened);
 static void ps_opened(pull_stream_t *ps, int has_video, const char *desc);
 static void ps_tag(pull_stream_t *ps, uint8_t type, uint32_t ts, const uint8_t *data, uint32_t len,
-                   uint64_t arrival_us);
+                   uint64_t arrival_us, uint8_t *owned);
 
 static void rc_opened(void *arg)
 {
     ps_opened(arg, -1, "client=native");
 }
 
-static void rc_tag(void *arg, uint8_t type, uint32_t ts, const uint8_t *body, uint32_t len,
+static void rc_tag(void *arg, uint8_t type, uint32_t ts, uint8_t *body, uint32_t len,
                    uint64_t arrival_us)
 {
-    ps_tag(arg, type, ts, body, len, arrival_us);
+    ps_tag(arg, type, ts, body, len, arrival_us, body);
 }
 
 static void rc_batch_end(void *arg)
@@ -1021,13 +1021,17 @@ static void ps_opened(pull_stream_t *ps, int has_video, const char *desc)
                   desc, (unsigned long long)ps->reconnects);
 }
 
+/* One tag for the hub: data is borrowed, or, when owned is not NULL, owned
+ * is data and is given away (the hub adopts it, or it is freed). */
 static void ps_tag(pull_stream_t *ps, uint8_t type, uint32_t ts, const uint8_t *data, uint32_t len,
-                   uint64_t arrival_us)
+                   uint64_t arrival_us, uint8_t *owned)
 {
     int key = 0, rv;
 
-    if (ps->hs == NULL)
+    if (ps->hs == NULL) {
+        core_free(owned);
         return;
+    }
     if (type == FLV_TAG_VIDEO) {
         flv_video_info_t v;
 
@@ -1041,7 +1045,9 @@ static void ps_tag(pull_stream_t *ps, uint8_t type, uint32_t ts, const uint8_t *
             ps->has_video = 0;
         key = ps->has_video == 0 && flv_audio_parse(data, len, &a) == 0 && !a.seq_header;
     }
-    rv = tc_hub_push(ps->hs, type, ts, data, len, arrival_us);
+    rv = owned != NULL ? tc_hub_push_take(ps->hs, type, ts, owned, len, arrival_us)
+                       : tc_hub_push(ps->hs, type, ts, data, len, arrival_us);
+    data = owned = NULL;   /* the hub's now */
     if (rv == -EPROTO)
         return;   /* a body too short for its codec: skipped, as RTMP would not */
     if (rv != 0) {
@@ -1125,7 +1131,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
             if (m->kind == MSG_OPENED)
                 ps_opened(ps, m->has_video, (const char *)m->data);
             else if (m->kind == MSG_TAG)
-                ps_tag(ps, m->type, m->ts, m->data, m->len, m->arrival_us);
+                ps_tag(ps, m->type, m->ts, m->data, m->len, m->arrival_us, NULL);
             else
                 on_done(ps, m);
         }

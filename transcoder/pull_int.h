@@ -83,8 +83,10 @@ typedef struct tc_pull_rtmp tc_pull_rtmp_t;
  * itself after it returns. The callbacks may call tc_pull_rtmp_stop(). */
 typedef struct tc_pull_rtmp_ops {
     void (*opened)(void *arg);                    /* NetStream.Play.Start */
-    void (*tag)(void *arg, uint8_t type, uint32_t ts, const uint8_t *body, uint32_t len,
-                uint64_t arrival_us);             /* FLV tag body, normalised ts */
+    void (*tag)(void *arg, uint8_t type, uint32_t ts, uint8_t *body, uint32_t len,
+                uint64_t arrival_us);             /* FLV tag body (core_malloc'd, may be
+                                                   * NULL if len is 0; ownership
+                                                   * passes), normalised ts */
     void (*batch_end)(void *arg);                 /* after each read from the socket */
     void (*done)(void *arg, int opened, const char *why);
 } tc_pull_rtmp_ops_t;

@@ -1,10 +1,14 @@
 /* transcoder/pull_rtmp: a native RTMP play client on the loop thread, for
  * rtmp:// origins given by an IP address. It needs no worker thread: the
- * socket is a bufferevent, bytes go through proto/rtmp (client handshake,
- * chunk reader) and proto/amf0 (connect, createStream, play), and the
- * audio and video messages it receives are FLV tag bodies already, handed
- * to the pull as they are (timestamps normalised). Other origins go
- * through libavformat on the workers. */
+ * socket is read with one recv(2) per readiness into a reusable 64 KiB
+ * buffer and every complete chunk in it is parsed at once (a bufferevent
+ * would add a FIONREAD ioctl and a 4 KiB cap per read, so more wakeups);
+ * a bufferevent only writes (handshake, commands, acknowledgements). Bytes
+ * go through proto/rtmp (client handshake, chunk reader) and proto/amf0
+ * (connect, createStream, play), and the audio and video messages it
+ * receives are FLV tag bodies already, handed to the pull as they are,
+ * without a copy (timestamps normalised). Other origins go through
+ * libavformat on the workers. */
 #include "transcoder/pull_int.h"
 #include "transcoder/tc_int.h"
 
@@ -73,13 +77,20 @@ int tc_pull_rtmp_url_parse(const char *url, tc_pull_rtmp_url_t *out)
 
 typedef enum rc_state { RC_CONNECTING, RC_HANDSHAKE, RC_CONNECT, RC_CREATE, RC_PLAY, RC_PLAYING } rc_state_t;
 
+#define IN_CAP ((size_t)64 << 10)
+
 struct tc_pull_rtmp {
     const tc_pull_rtmp_ops_t *ops;
     void *arg;
     tc_pull_rtmp_url_t u;
-    struct bufferevent *bev;
+    struct event_base *base;
+    struct bufferevent *bev;   /* connect and writes; reads go through rev */
+    struct event *rev;
+    uint8_t *in;               /* IN_CAP bytes, in_len of them unparsed */
+    size_t in_len;
     struct event *timer;
     int64_t timeout_ms;
+    uint64_t last_rx_ms;       /* the silence timeout counts from here */
     rc_state_t state;
     rtmp_reader_t reader;
     core_scope_t *scratch;
@@ -94,6 +105,9 @@ struct tc_pull_rtmp {
 
 static void rc_free(tc_pull_rtmp_t *c)
 {
+    if (c->rev != NULL)
+        event_free(c->rev);
+    core_free(c->in);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->timer != NULL)
@@ -115,11 +129,19 @@ static void rc_end(tc_pull_rtmp_t *c, const char *why)
     c->in_cb--;
 }
 
-static void arm(tc_pull_rtmp_t *c)
+static void arm_ms(tc_pull_rtmp_t *c, int64_t ms)
 {
-    struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
     evtimer_add(c->timer, &tv);
+}
+
+/* Restart the silence timeout. Reads only note the time; the timer, when
+ * it fires, re-arms itself for what is left (no timer update per read). */
+static void arm(tc_pull_rtmp_t *c)
+{
+    c->last_rx_ms = core_mono_ms();
+    arm_ms(c, c->timeout_ms);
 }
 
 static int send_cmd(tc_pull_rtmp_t *c, uint32_t csid, uint32_t msid, const amf0_buf_t *b)
@@ -270,14 +292,22 @@ static void on_data(tc_pull_rtmp_t *c, const uint8_t *p, size_t len, uint64_t no
     amf0_put_value(&b, v);
     if (b.err != 0)
         return;
-    c->in_cb++;
-    c->ops->tag(c->arg, FLV_TAG_SCRIPT, 0, buf, (uint32_t)b.len, now_us);
-    c->in_cb--;
+    {
+        uint8_t *tag = (uint8_t *)core_memdup(CORE_TAG_HUB_PACKETS, buf, b.len);
+
+        if (tag == NULL)
+            return;   /* metadata is optional; the stream goes on */
+        c->in_cb++;
+        c->ops->tag(c->arg, FLV_TAG_SCRIPT, 0, tag, (uint32_t)b.len, now_us);
+        c->in_cb--;
+    }
 }
 
 static void on_message(tc_pull_rtmp_t *c, rtmp_msg_t *m, uint64_t now_us)
 {
-    core_scope_reset(c->scratch);
+    /* the scratch arena holds AMF0 values only: reset it for those */
+    if (m->type == RTMP_MSG_COMMAND_AMF0 || m->type == RTMP_MSG_DATA_AMF0)
+        core_scope_reset(c->scratch);
     switch (m->type) {
     case RTMP_MSG_WINDOW_ACK:
         if (m->len >= 4)
@@ -309,81 +339,88 @@ static void on_message(tc_pull_rtmp_t *c, rtmp_msg_t *m, uint64_t now_us)
                     (uint32_t)tc_pull_ts_map(&c->ts, m->type == RTMP_MSG_AUDIO, m->timestamp),
                     m->payload, m->len, now_us);
         c->in_cb--;
+        m->payload = NULL;   /* given away */
         break;
     default:
         break;
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* Parse what c->in holds: the handshake reply, then chunks. */
+static void parse_in(tc_pull_rtmp_t *c, uint64_t now_us)
 {
-    tc_pull_rtmp_t *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    uint64_t now_us = core_mono_us();
+    size_t off = 0;
 
-    c->bytes_in += evbuffer_get_length(in);
     if (c->state == RC_HANDSHAKE) {
-        uint8_t *s;
-
-        if (evbuffer_get_length(in) < 1 + 2 * RTMP_HS_SIZE)
+        if (c->in_len < 1 + 2 * RTMP_HS_SIZE)
             return;
-        s = evbuffer_pullup(in, 1 + 2 * RTMP_HS_SIZE);
-        if (s == NULL || s[0] != RTMP_VERSION) {
+        if (c->in[0] != RTMP_VERSION) {
             rc_end(c, "origin is not an RTMP server");
-            goto out;
+            return;
         }
         /* C2 echoes S1 */
-        if (bufferevent_write(c->bev, s + 1, RTMP_HS_SIZE) != 0 || send_connect(c) != 0) {
+        if (bufferevent_write(c->bev, c->in + 1, RTMP_HS_SIZE) != 0 || send_connect(c) != 0) {
             rc_end(c, "out of memory");
-            goto out;
+            return;
         }
-        evbuffer_drain(in, 1 + 2 * RTMP_HS_SIZE);
+        off = 1 + 2 * RTMP_HS_SIZE;
         c->state = RC_CONNECT;
     }
-    while (!c->dead && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec vec;
+    while (!c->dead && off < c->in_len) {
         rtmp_msg_t m;
         int done = 0;
-        ssize_t n;
+        ssize_t n = rtmp_reader_parse(&c->reader, c->in + off, c->in_len - off, &m, &done);
 
-        if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
-            break;
-        n = rtmp_reader_parse(&c->reader, vec.iov_base, vec.iov_len, &m, &done);
-        if (n == -EAGAIN && vec.iov_len < evbuffer_get_length(in)) {
-            size_t want = evbuffer_get_length(in) < 32 ? evbuffer_get_length(in) : 32;
-            uint8_t *p = evbuffer_pullup(in, (ssize_t)want);
-
-            if (p == NULL) {
-                rc_end(c, "out of memory");
-                break;
-            }
-            n = rtmp_reader_parse(&c->reader, p, want, &m, &done);
-        }
         if (n == -EAGAIN)
             break;
         if (n < 0) {
             rc_end(c, n == -EMSGSIZE ? "origin sent an oversized message"
                                      : "origin sent a malformed chunk stream");
-            break;
+            return;
         }
-        evbuffer_drain(in, (size_t)n);
+        off += (size_t)n;
         if (done) {
             on_message(c, &m, now_us);
             core_free(m.payload);
         }
     }
-    c->bytes_in -= evbuffer_get_length(in);
+    if (c->dead)
+        return;
+    /* what is left is part of a chunk header: keep it at the front */
+    c->in_len -= off;
+    if (c->in_len > 0 && off > 0)
+        memmove(c->in, c->in + off, c->in_len);
+    if (c->in_len == IN_CAP)
+        rc_end(c, "origin sent a malformed chunk stream");
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    tc_pull_rtmp_t *c = arg;
+    ssize_t n = recv(fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        rc_end(c, n == 0 ? (c->opened ? "origin closed the connection"
+                                      : "origin closed the connection before play")
+                         : "connection to origin failed");
+        goto out;
+    }
+    c->in_len += (size_t)n;
+    c->bytes_in += (uint64_t)n;
+    c->last_rx_ms = core_mono_ms();
+    parse_in(c, c->last_rx_ms * 1000);
     if (!c->dead) {
         c->in_cb++;
         c->ops->batch_end(c->arg);
         c->in_cb--;
-        if (c->window > 0 && c->bytes_in - c->acked >= c->window / 2) {
+        if (!c->dead && c->window > 0 && c->bytes_in - c->acked >= c->window / 2) {
             uint8_t ack[RTMP_CONTROL_MAX];
 
             c->acked = c->bytes_in;
             bufferevent_write(c->bev, ack, rtmp_encode_ack(ack, (uint32_t)c->bytes_in));
         }
-        arm(c);
     }
 out:
     if (c->dead && c->in_cb == 0)
@@ -401,10 +438,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             rnd[i] = (uint8_t)rand();
         rtmp_handshake_client(c->c0c1, rnd, 0);
         c->state = RC_HANDSHAKE;
-        if (bufferevent_write(c->bev, c->c0c1, sizeof(c->c0c1)) != 0)
+        c->rev = event_new(c->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, read_cb, c);
+        if (c->rev == NULL || bufferevent_write(c->bev, c->c0c1, sizeof(c->c0c1)) != 0 ||
+            event_add(c->rev, NULL) != 0)
             rc_end(c, "out of memory");
-        else
-            bufferevent_enable(c->bev, EV_READ);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         rc_end(c, c->state == RC_CONNECTING ? "cannot connect to origin"
                   : c->opened ? "origin closed the connection" : "origin closed the connection before play");
@@ -416,7 +453,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     tc_pull_rtmp_t *c = arg;
+    int64_t quiet = (int64_t)(core_mono_ms() - c->last_rx_ms);
 
+    if (quiet < c->timeout_ms) {
+        arm_ms(c, c->timeout_ms - quiet);
+        return;
+    }
     rc_end(c, c->opened ? "origin sent nothing (timeout)" : "origin did not answer (timeout)");
     if (c->in_cb == 0)
         rc_free(c);
@@ -436,17 +478,24 @@ tc_pull_rtmp_t *tc_pull_rtmp_start(struct event_base *base, const tc_pull_rtmp_u
     c->arg = arg;
     c->u = *u;
     c->timeout_ms = timeout_ms;
-    rtmp_reader_init(&c->reader, 16u << 20, CORE_TAG_INGEST);
+    c->base = base;
+    /* message payloads become the hub's packets as they are */
+    rtmp_reader_init(&c->reader, 16u << 20, CORE_TAG_HUB_PACKETS);
+    /* most frames of a stream up to several Mbit/s arrive in one
+     * allocation of their announced size, not by doubling from 4 KiB; a
+     * lying origin costs at most 16 x 256 KiB */
+    c->reader.prealloc = 256u << 10;
+    c->in = core_malloc(CORE_TAG_INGEST, IN_CAP);
     c->scratch = core_scope_new(CORE_TAG_INGEST, 0);
     c->timer = evtimer_new(base, timeout_cb, c);
     c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     snprintf(hostport, sizeof(hostport), strchr(u->host, ':') ? "[%s]:%d" : "%s:%d", u->host, u->port);
-    if (c->scratch == NULL || c->timer == NULL || c->bev == NULL ||
+    if (c->in == NULL || c->scratch == NULL || c->timer == NULL || c->bev == NULL ||
         evutil_parse_sockaddr_port(hostport, (struct sockaddr *)&ss, &sslen) != 0) {
         rc_free(c);
         return NULL;
     }
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_setcb(c->bev, NULL, NULL, event_cb, c);
     if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, sslen) != 0) {
         rc_free(c);
         return NULL;

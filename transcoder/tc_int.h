@@ -18,11 +18,14 @@ struct bufferevent;
 /* ---- packets ------------------------------------------------------------ */
 
 /* One immutable media packet, reference counted, shared by every viewer.
- * flv points at the complete FLV tag (header, payload, PreviousTagSize);
- * the RTMP payload is the same bytes at flv + FLV_TAG_HEADER_LEN. Around
+ * data points at the payload (the RTMP message body). flv, once built,
+ * points at the complete FLV tag (header, payload, PreviousTagSize); around
  * the tag sit an HTTP/1.1 chunk header and CRLF, so chunked viewers share
- * one buffer too. The chunked RTMP form is built on first use and then
- * shared. */
+ * one buffer too. A packet made from a copy (tc_pkt_new) is framed at
+ * once, in the same allocation; a packet that adopts its payload
+ * (tc_pkt_adopt) is framed on first use (tc_pkt_flv), so a stream nobody
+ * watches never pays for it. The chunked RTMP form is built on first use
+ * too. Either way, once built, the forms are shared. */
 typedef struct tc_pkt {
     int refs;
     uint8_t type;              /* FLV_TAG_AUDIO / VIDEO / SCRIPT */
@@ -33,7 +36,10 @@ typedef struct tc_pkt {
     uint64_t arrival_us;       /* when its last byte arrived */
     uint8_t *rtmp;             /* chunked for RTMP play, or NULL */
     size_t rtmp_len;
-    uint8_t *flv;              /* the FLV tag, inside buf */
+    uint8_t *data;             /* the payload: inside the FLV tag, or owned */
+    uint8_t *owned;            /* adopted payload not framed yet, or NULL */
+    uint8_t *framed;           /* separate allocation holding flv, or NULL */
+    uint8_t *flv;              /* the FLV tag, or NULL until built */
     uint8_t chunk_hdr;         /* length of the "%x\r\n" before flv */
     uint8_t buf[];
 } tc_pkt_t;
@@ -44,13 +50,25 @@ typedef enum tc_form {
     TC_FORM_RTMP,              /* RTMP chunks */
 } tc_form_t;
 
-/* New packet holding a copy of payload. NULL on -ENOMEM. */
+/* New packet holding a copy of payload, framed at once. NULL on -ENOMEM. */
 tc_pkt_t *tc_pkt_new(uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len);
+
+/* New packet that takes ownership of payload (core_malloc'd, any tag, may
+ * be NULL when len is 0) without copying it; its FLV tag is built by the
+ * first tc_pkt_flv(). On -ENOMEM (NULL returned) payload is freed too. */
+tc_pkt_t *tc_pkt_adopt(uint8_t type, uint32_t ts, uint8_t *payload, uint32_t len);
+
+/* Build the packet's FLV tag (and its HTTP chunk framing) if it is not
+ * built yet; the adopted payload then moves into it, so tc_pkt_payload()
+ * must be asked again afterwards. Returns 0 or -ENOMEM (the packet is
+ * unchanged). */
+int tc_pkt_flv(tc_pkt_t *p);
+
 tc_pkt_t *tc_pkt_ref(tc_pkt_t *p);
 void tc_pkt_unref(tc_pkt_t *p);
 static inline const uint8_t *tc_pkt_payload(const tc_pkt_t *p)
 {
-    return p->flv + FLV_TAG_HEADER_LEN;
+    return p->data;
 }
 static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
 {
@@ -290,6 +308,12 @@ void tc_hub_unpublish(tc_stream_t *s);
  * Returns 0 or -ENOMEM / -EPROTO for a body too short for its codec. */
 int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payload, uint32_t len,
                 uint64_t arrival_us);
+
+/* tc_hub_push for a payload the caller gives away (core_malloc'd; freed
+ * here in every case, including errors): the packet adopts it instead of
+ * copying it, and builds its FLV tag only when a viewer needs it. */
+int tc_hub_push_take(tc_stream_t *s, uint8_t type, uint32_t ts, uint8_t *payload, uint32_t len,
+                     uint64_t arrival_us);
 
 /* Write out what tc_hub_push queued to viewers. A producer calls it once
  * after each batch of pushes (one read from the publisher's socket), so a

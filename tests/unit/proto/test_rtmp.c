@@ -376,6 +376,61 @@ START_TEST(enomem_while_assembling)
 }
 END_TEST
 
+/* With prealloc, a message up to that size is assembled in one allocation
+ * (no doubling from 4 KiB), whatever the read boundaries; a lying header
+ * still costs at most prealloc bytes. */
+START_TEST(prealloc_one_allocation)
+{
+    static uint8_t payload[10000], out[10000 + 200];
+    static const uint32_t pre[] = {16384, 10000, 3000};
+    size_t n;
+
+    fill(payload, sizeof(payload), 5);
+    n = rtmp_chunk_encode(out, 6, 9, 1, 40, payload, sizeof(payload), 128);
+    for (size_t p = 0; p < sizeof(pre) / sizeof(pre[0]); p++)
+        for (size_t cut = 0; cut <= n; cut += (cut < 300 || n - cut < 300) ? 1 : 97) {
+            rtmp_reader_t r;
+            rtmp_msg_t m = {0};
+            int done = 0;
+            size_t off = 0;
+
+            rtmp_reader_init(&r, 1 << 20, CORE_TAG_TEST);
+            r.prealloc = pre[p];
+            if (pre[p] >= sizeof(payload))
+                core_mem_fail_after(2);   /* one allocation is all it may take */
+            while (off < n && !done) {
+                size_t end = off < cut ? cut : n;
+                ssize_t k = rtmp_reader_parse(&r, out + off, end - off, &m, &done);
+
+                if (k == -EAGAIN && end < n)   /* a header split at the cut */
+                    k = rtmp_reader_parse(&r, out + off, n - off, &m, &done);
+                ck_assert_int_gt(k, 0);
+                off += (size_t)k;
+            }
+            core_mem_fail_reset();
+            ck_assert_int_eq(done, 1);
+            ck_assert_uint_eq(m.len, sizeof(payload));
+            ck_assert_mem_eq(m.payload, payload, sizeof(payload));
+            core_free(m.payload);
+            rtmp_reader_close(&r);
+        }
+    {
+        /* a header announcing 16 MB followed by 10 bytes */
+        uint8_t in[32] = {0x03, 0, 0, 0, 0xff, 0xff, 0xf0, 9, 1, 0, 0, 0};
+        rtmp_reader_t r;
+        rtmp_msg_t m;
+        int done;
+
+        rtmp_reader_init(&r, RTMP_MAX_CHUNK_SIZE, CORE_TAG_TEST);
+        r.prealloc = 65536;
+        ck_assert_int_eq(rtmp_reader_parse(&r, in, 12, &m, &done), 12);
+        ck_assert_int_eq(rtmp_reader_parse(&r, in + 12, 10, &m, &done), 10);
+        ck_assert_int_le(core_mem_tag_live(CORE_TAG_TEST), 65536 + 4096);
+        rtmp_reader_close(&r);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("proto/rtmp");
@@ -393,6 +448,7 @@ static Suite *suite(void)
     tcase_add_test(tc, control_messages);
     tcase_add_test(tc, lying_length_does_not_allocate);
     tcase_add_test(tc, enomem_while_assembling);
+    tcase_add_test(tc, prealloc_one_allocation);
     suite_add_tcase(s, tc);
     return s;
 }
