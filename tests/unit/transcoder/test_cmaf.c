@@ -356,6 +356,45 @@ START_TEST(audio_only)
 }
 END_TEST
 
+/* A looped source steps its audio clock back by a little more than a
+ * frame: packaging goes on (timestamps stay increasing), it does not stop
+ * the stream's LL-HLS output. */
+START_TEST(audio_steps_back)
+{
+    tc_cmaf_conf_t conf = {200, 1000, 10};
+    feed_t f;
+    tc_cmaf_t *c = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    AVRational ms = {1, 1000};
+    int n = 0;
+    size_t segs;
+
+    make_flv();
+    feed_open(&f);
+    ck_assert_int_eq(tc_cmaf_new(&c, &conf, NULL, &f.a, 1, NULL, NULL), 0);
+    while (av_read_frame(f.in, pkt) >= 0) {
+        AVStream *st = f.in->streams[pkt->stream_index];
+        int64_t back = n >= 40 ? 25 : 0;   /* one AAC frame at 44.1/48 kHz is 21-24 ms */
+        tc_cmaf_packet_t p = {TC_CMAF_AUDIO, av_rescale_q(pkt->dts, st->time_base, ms) - back,
+                              av_rescale_q(pkt->pts, st->time_base, ms) - back, 0, pkt->data,
+                              (size_t)pkt->size};
+
+        if (pkt->stream_index == f.aidx) {
+            ck_assert_int_eq(tc_cmaf_write(c, &p, 0), 0);
+            n++;
+        }
+        av_packet_unref(pkt);
+    }
+    av_packet_free(&pkt);
+    ck_assert_int_gt(n, 100);
+    segs = tc_cmaf_nsegs(c);
+    ck_assert_uint_ge(segs, 4);
+    tc_cmaf_free(&c);
+    avformat_close_input(&f.in);
+    rm_dir();
+}
+END_TEST
+
 START_TEST(rejects_bad_configuration)
 {
     static const uint8_t asc[] = {0x12, 0x10};
@@ -419,6 +458,7 @@ static Suite *cmaf_suite(void)
     tcase_add_test(tc, window_is_bounded);
     tcase_add_test(tc, buffers_outlive_packager);
     tcase_add_test(tc, audio_only);
+    tcase_add_test(tc, audio_steps_back);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");
     tcase_add_test(tc, rejects_bad_configuration);
