@@ -457,11 +457,22 @@ static void flush_reads(cache_raft_t *r)
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     cache_raft_t *r = arg;
+    int fed = 0;
 
-    if (!hold_batch(r, core_mono_ms()))
+    if (r->cur != NULL && !hold_batch(r, core_mono_ms())) {
         flush_batch(r);
-    flush_reads(r);
-    pump(r);
+        fed = 1;
+    }
+    if (r->reads != NULL) {
+        flush_reads(r);
+        fed = 1;
+    }
+    /* a held batch gave libuv nothing to do: no uv_run, and the timer
+     * already ends its hold */
+    if (fed)
+        pump(r);
+    else
+        rearm(r);
 }
 
 static void schedule_flush(cache_raft_t *r)
