@@ -554,8 +554,9 @@ static size_t retain_limit(void)
     return live / 10 > ARENA_RETAIN_FLOOR ? live / 10 : ARENA_RETAIN_FLOOR;
 }
 
-/* Take a span of np pages (heap_lock held). NULL when out of memory. */
-static arena_span_t *heap_alloc_span(size_t np)
+/* Take a span of np pages (heap_lock held). NULL when out of memory.
+ * *was_dirty (may be NULL) tells whether its pages may be resident. */
+static arena_span_t *heap_alloc_span(size_t np, int *was_dirty)
 {
     arena_span_t *s = bin_find(1, np);
 
@@ -586,6 +587,8 @@ static arena_span_t *heap_alloc_span(size_t np)
     } else if (s->dirty) {
         lru_remove(s);
     }
+    if (was_dirty != NULL)
+        *was_dirty = s->dirty;
     s->dirty = 0;
     set_map(s);
     H.inuse_bytes += np * ARENA_PAGE;
@@ -683,7 +686,7 @@ static arena_span_t *slab_new(unsigned cls)
     arena_span_t *s;
 
     pthread_mutex_lock(&heap_lock);
-    s = heap_alloc_span(1);
+    s = heap_alloc_span(1, NULL);
     pthread_mutex_unlock(&heap_lock);
     if (s == NULL)
         return NULL;
@@ -966,28 +969,51 @@ static void *huge_alloc(unsigned tag, size_t n, size_t align)
     return (void *)b;
 }
 
-static void *alloc_raw(unsigned tag, size_t n)
+/* A large object's usable size: whole 4 KiB pages, not whole heap pages,
+ * so that a 20 KiB object counts (and keeps resident) 20 KiB, not 64. */
+static size_t large_size(size_t n)
 {
-    size_t np;
-    arena_span_t *s;
+    return n == 0 ? LARGE_GRAIN : (n + LARGE_GRAIN - 1) & ~(LARGE_GRAIN - 1);
+}
 
-    if (n <= ARENA_SMALL_MAX)
-        return small_alloc(tag, class_of(n));
-    if (n >= ARENA_HUGE_MIN)
-        return huge_alloc(tag, n, ARENA_HUGE_HDR);
-    np = (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
+/* Drop the pages of s past its object when they may hold old data: the
+ * span's tail is not live and must not stay in RSS unaccounted. */
+static void large_trim(arena_span_t *s, int dirty)
+{
+    size_t end = (size_t)s->npages * ARENA_PAGE;
+
+    if (dirty && end - s->size >= LARGE_TRIM_MIN)
+        madvise((void *)(s->base + s->size), end - s->size, MADV_DONTNEED);
+}
+
+static void *large_alloc(unsigned tag, size_t n)
+{
+    size_t np = n == 0 ? 1 : (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
+    arena_span_t *s;
+    int dirty = 0;
+
     pthread_mutex_lock(&heap_lock);
-    s = heap_alloc_span(np);
+    s = heap_alloc_span(np, &dirty);
     if (s != NULL) {
         s->kind = ARENA_SPAN_LARGE;
         s->tag = (uint8_t)tag;
-        s->size = np * ARENA_PAGE;
+        s->size = large_size(n);
     }
     pthread_mutex_unlock(&heap_lock);
     if (s == NULL)
         return NULL;
+    large_trim(s, dirty);
     account(ts_get(), tag, (int64_t)s->size, 1);
     return (void *)s->base;
+}
+
+static void *alloc_raw(unsigned tag, size_t n)
+{
+    if (n <= ARENA_SMALL_MAX)
+        return small_alloc(tag, class_of(n));
+    if (n >= ARENA_HUGE_MIN)
+        return huge_alloc(tag, n, ARENA_HUGE_HDR);
+    return large_alloc(tag, n);
 }
 
 void *core_malloc(core_tag_t tag, size_t n)
@@ -1001,9 +1027,6 @@ void *core_malloc(core_tag_t tag, size_t n)
 
 void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n)
 {
-    size_t np;
-    arena_span_t *s;
-
     if (align & (align - 1))
         return NULL;
     if ((unsigned)tag >= CORE_TAG__COUNT)
@@ -1019,21 +1042,8 @@ void *core_aligned_alloc(core_tag_t tag, size_t align, size_t n)
             if (class_sizes[c] % align == 0)
                 return small_alloc(tag, c);
     }
-    if (align <= ARENA_PAGE && n < ARENA_HUGE_MIN) {
-        np = n == 0 ? 1 : (n + ARENA_PAGE - 1) >> ARENA_PAGE_SHIFT;
-        pthread_mutex_lock(&heap_lock);
-        s = heap_alloc_span(np);
-        if (s != NULL) {
-            s->kind = ARENA_SPAN_LARGE;
-            s->tag = (uint8_t)tag;
-            s->size = np * ARENA_PAGE;
-        }
-        pthread_mutex_unlock(&heap_lock);
-        if (s == NULL)
-            return NULL;
-        account(ts_get(), tag, (int64_t)s->size, 1);
-        return (void *)s->base;
-    }
+    if (align <= ARENA_PAGE && n < ARENA_HUGE_MIN)
+        return large_alloc(tag, n);
     return huge_alloc(tag, n, align < ARENA_HUGE_HDR ? ARENA_HUGE_HDR : align);
 }
 
@@ -1156,9 +1166,22 @@ static void *realloc_raw(void *p, size_t n)
     } else if (old <= ARENA_SMALL_MAX) {
         if (n <= old && n >= old / 2)
             return p;
-    } else if (n > ARENA_SMALL_MAX && n < ARENA_HUGE_MIN &&
-               (n + ARENA_PAGE - 1) / ARENA_PAGE == old / ARENA_PAGE) {
-        return p;
+    } else if (n > ARENA_SMALL_MAX && n < ARENA_HUGE_MIN) {
+        arena_span_t *s = span_in(region_of((uintptr_t)p), (uintptr_t)p);
+
+        /* grow or shrink within the span's pages, at the span's own
+         * granularity: accounting follows, a dropped tail leaves RSS */
+        if (n <= (size_t)s->npages * ARENA_PAGE && n >= (size_t)s->npages * ARENA_PAGE / 2) {
+            size_t sz = large_size(n);
+
+            if (sz != old) {
+                s->size = sz;
+                account(ts_get(), otag, (int64_t)sz - (int64_t)old, 0);
+                if (sz < old)
+                    large_trim(s, 1);
+            }
+            return p;
+        }
     }
     q = alloc_raw(otag, n);
     if (q == NULL)

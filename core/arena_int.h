@@ -17,7 +17,8 @@
  *
  *   A span is free (in the dirty or the clean bins of the page heap), a
  *   slab (objects of one size class, with a tag byte per object), or large
- *   (one object of ARENA_SMALL_MAX < n < ARENA_HUGE_MIN bytes). Huge objects
+ *   (one object of ARENA_SMALL_MAX < n < ARENA_HUGE_MIN bytes, sized and
+ *   counted in 4 KiB units; the rest of its last page is not resident). Huge objects
  *   (>= ARENA_HUGE_MIN) are mmapped on their own with a 64-byte header and
  *   munmapped on free; they are never in a region.
  *
@@ -47,6 +48,10 @@
 #define ARENA_SMALL_MAX ((size_t)16384)
 #define ARENA_HUGE_MIN ((size_t)1 << 20)
 #define ARENA_HUGE_HDR ((size_t)64)
+/* large objects are sized in these units; a reused span's unused tail
+ * of at least LARGE_TRIM_MIN bytes is returned to the kernel */
+#define LARGE_GRAIN ((size_t)4096)
+#define LARGE_TRIM_MIN ((size_t)16384)
 #define ARENA_NCLASSES 36
 /* a slab of a class with at most this many objects keeps its tag bytes in
  * the descriptor; others at the end of the slab */

@@ -249,7 +249,7 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     ev_uint16_t port = 0;
     tc_flv_viewer_t *v;
     uint8_t hdr[FLV_HEADER_LEN];
-    const char *te;
+    const char *te, *ua;
     int audio, video, one = 1;
 
     v = core_calloc(CORE_TAG_HUB, 1, sizeof(*v));
@@ -264,6 +264,8 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     evhttp_connection_get_peer(v->conn, &host, &port);
     snprintf(v->peer, sizeof(v->peer), "%s:%u", host ? host : "?", (unsigned)port);
     snprintf(v->stream, sizeof(v->stream), "%s", st->name);
+    ua = evhttp_find_header(evhttp_request_get_input_headers(req), "User-Agent");
+    v->sub.relay = ua != NULL && strstr(ua, TC_RELAY_MARK) != NULL;
     v->next = srv->flv_viewers;
     if (v->next != NULL)
         v->next->prev = v;

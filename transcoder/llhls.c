@@ -225,6 +225,12 @@ static void sessions_sweep(tc_llhls_stream_t *s, uint64_t now, uint64_t idle)
                 s->nsessions--;
                 core_metric_inc(s->h->m_sessions, -1);
             } else {
+                /* a session lasts until it idles out, requests or not: its
+                 * presence in the cache is kept alive meanwhile */
+                if (s->h->session_cb != NULL && now - x->reported_ms >= s->h->session_touch_ms) {
+                    x->reported_ms = now;
+                    s->h->session_cb(s->h->session_arg, s->name, x->sid, 1);
+                }
                 pp = &x->next;
             }
         }
@@ -243,6 +249,13 @@ void tc_llhls_set_session_cb(tc_llhls_t *h, tc_llhls_session_cb cb, void *arg, u
     h->session_cb = cb;
     h->session_arg = arg;
     h->session_touch_ms = touch_ms;
+    if (touch_ms > 0 && touch_ms < 2000) {
+        /* the sweep also refreshes sessions: run it often enough that two
+         * refreshes are never more than 1.5 x touch_ms apart */
+        struct timeval tv = {0, (suseconds_t)(touch_ms / 2) * 1000};
+
+        event_add(h->sweep, &tv);
+    }
 }
 
 /* The session of a request without a sid: its address and User-Agent. */

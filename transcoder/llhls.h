@@ -59,10 +59,11 @@ void tc_llhls_free(tc_llhls_t **hp);
  * [A-Za-z0-9._-]). Returns 0 and *out (owned by h until closed), -EINVAL
  * for a bad name, -EEXIST when a stream of that name is open, -ENOMEM. */
 /* Viewer session events, for viewer counts in the cache: JOIN when a
- * session first appears, TOUCH at most every touch_ms while it keeps
- * requesting, LEAVE when it idles out or its stream ends. stream is the
- * stream name (app "live"), sid the session id; both borrowed for the call.
- * event is 0 (join), 1 (touch) or 2 (leave). */
+ * session first appears, TOUCH about every touch_ms while it lasts (it
+ * lasts until llhls-session-idle-ms without a request), LEAVE when it
+ * idles out or its stream ends. stream is the stream name (app "live"),
+ * sid the session id; both borrowed for the call. event is 0 (join),
+ * 1 (touch) or 2 (leave). */
 typedef void (*tc_llhls_session_cb)(void *arg, const char *stream, const char *sid, int event);
 void tc_llhls_set_session_cb(tc_llhls_t *h, tc_llhls_session_cb cb, void *arg, uint64_t touch_ms);
 

@@ -558,6 +558,9 @@ static void job_run(job_t *j)
     snprintf(tmp, sizeof(tmp), "%lld", (long long)j->timeout_us);
     av_dict_set(&opts, "rw_timeout", tmp, 0);
     av_dict_set(&opts, "rtmp_live", "live", 0);
+    /* an oborod origin leaves relays out of its viewer counts (viewers.c) */
+    av_dict_set(&opts, "rtmp_flashver", TC_RELAY_FLASHVER, 0);
+    av_dict_set(&opts, "user_agent", "Lavf " TC_RELAY_MARK, 0);
     rv = avformat_open_input(&ic, j->url, NULL, &opts);
     av_dict_free(&opts);
     if (rv < 0) {

@@ -6,6 +6,7 @@
  * to the pull as they are (timestamps normalised). Other origins go
  * through libavformat on the workers. */
 #include "transcoder/pull_int.h"
+#include "transcoder/tc_int.h"
 
 #include "core/arena.h"
 #include "core/loop.h"
@@ -148,7 +149,7 @@ static int send_connect(tc_pull_rtmp_t *c)
     amf0_put_key(&b, "app");
     amf0_put_string(&b, c->u.app);
     amf0_put_key(&b, "flashVer");
-    amf0_put_string(&b, "LNX 9,0,124,2");
+    amf0_put_string(&b, TC_RELAY_FLASHVER); /* not a viewer (viewers.c) */
     amf0_put_key(&b, "tcUrl");
     amf0_put_string(&b, tcurl);
     amf0_put_key(&b, "fpad");

@@ -253,6 +253,7 @@ static int valid_name(const char *n)
 static int cmd_connect(tc_rtmp_session_t *s, double txn, const amf0_value_t *obj)
 {
     const char *app = amf0_get_str(obj, "app");
+    const char *flashver = amf0_get_str(obj, "flashVer");
     uint8_t ctl[3 * RTMP_CONTROL_MAX], buf[512];
     size_t n = 0;
     amf0_buf_t b;
@@ -263,6 +264,7 @@ static int cmd_connect(tc_rtmp_session_t *s, double txn, const amf0_value_t *obj
     if (app == NULL)
         return session_fail(s, "connect without app", -EPROTO);
     snprintf(s->app, sizeof(s->app), "%s", app);
+    s->sub.relay = flashver != NULL && strstr(flashver, TC_RELAY_MARK) != NULL;
     if ((q = strchr(s->app, '?')) != NULL)
         *q = '\0';
     if ((q = strchr(s->app, '/')) != NULL && q[1] == '\0')

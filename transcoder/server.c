@@ -33,6 +33,8 @@ static const core_conf_def_t defs_tmpl[] = {
     {"viewer-flush-ms", CORE_CONF_INT, "0", "merge writes to viewers over this many ms (fewer syscalls, more latency); 0: write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
     {"blur-default", CORE_CONF_ENUM, "no", "blur notification banners in streams whose key has no blur= option (docs/blur.md)", NULL, 0, 0, onoff, CORE_CONF_RUNTIME, NULL, NULL},
     {"blur-preset", CORE_CONF_ENUM, "superfast", "libx264 preset of the blur pipeline's encoder (ultrafast: more streams per core, more bits)", NULL, 0, 0, blur_presets, CORE_CONF_RUNTIME, NULL, NULL},
+    {"viewer-presence-ttl-ms", CORE_CONF_INT, "15000", "a viewer session not refreshed for this long leaves viewers:APP/NAME in the cache (its node died)", NULL, 500, 3600000, NULL, 0, NULL, NULL},
+    {"viewer-presence-refresh-ms", CORE_CONF_INT, "5000", "each viewer session's presence is refreshed this often; at most half of viewer-presence-ttl-ms", NULL, 100, 1800000, NULL, 0, NULL, NULL},
 };
 #define NDEFS (sizeof(defs_tmpl) / sizeof(defs_tmpl[0]))
 static core_conf_def_t defs[NDEFS];
@@ -43,7 +45,8 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
                          &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
                          &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms,
-                         &tc->blur_default, &tc->blur_preset};
+                         &tc->blur_default, &tc->blur_preset, &tc->viewer_ttl_ms,
+                         &tc->viewer_refresh_ms};
     int rv;
 
     memcpy(defs, defs_tmpl, sizeof(defs));
@@ -51,6 +54,18 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
         defs[i].ptr = ptrs[i];
     rv = core_conf_add(c, defs, NDEFS);
     return rv != 0 ? rv : tc_llhls_conf_register(c);
+}
+
+int tc_conf_check(const tc_conf_t *tc, char *err, size_t errlen)
+{
+    /* one refresh may be lost or late without the viewer blinking out */
+    if (tc->viewer_refresh_ms * 2 > tc->viewer_ttl_ms) {
+        snprintf(err, errlen,
+                 "viewer-presence-refresh-ms (%lld) must be at most half of viewer-presence-ttl-ms (%lld)",
+                 tc->viewer_refresh_ms, tc->viewer_ttl_ms);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* A playlist request for a stream that a source (pull) is starting waits
@@ -198,7 +213,7 @@ int tc_server_new(tc_server_t **out, core_loop_t *loop, int rtmp_fd, core_http_t
     rv = tc_llhls_new(&s->llhls, s->base, tc_llhls_conf());
     if (rv != 0)
         goto err_after_alloc;
-    tc_llhls_set_session_cb(s->llhls, llhls_session_cb, s, TC_VIEWER_TOUCH_MS);
+    tc_llhls_set_session_cb(s->llhls, llhls_session_cb, s, (uint64_t)conf->viewer_refresh_ms);
     s->hub.llhls = s->llhls;
     rv = -ENOMEM;
     if (core_http_route(http, "/live/", live_cb, s) != 0 ||

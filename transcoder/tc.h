@@ -24,10 +24,17 @@ typedef struct tc_conf {
     long long viewer_flush_ms;     /* merge viewer writes over this window (0: none) */
     int blur_default;              /* blur streams without a blur= key option */
     int blur_preset;               /* x264 preset: 0 ultrafast, 1 superfast, 2 veryfast */
+    long long viewer_ttl_ms;       /* presence TTL of a viewer session in the cache */
+    long long viewer_refresh_ms;   /* presence keep-alive period, at most half the TTL */
 } tc_conf_t;
 
 /* Register the transcoder's directives (storage in *tc). */
 int tc_conf_register(core_conf_t *c, tc_conf_t *tc);
+
+/* Check what one directive's range cannot: viewer-presence-refresh-ms at
+ * most half of viewer-presence-ttl-ms. Returns 0, or -EINVAL with a
+ * one-line reason in err. */
+int tc_conf_check(const tc_conf_t *tc, char *err, size_t errlen);
 
 typedef struct tc_server tc_server_t;
 

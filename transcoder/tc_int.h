@@ -108,6 +108,7 @@ struct tc_sub {
     uint64_t over_since_ms;    /* queue over its bound since, 0 if not */
     uint64_t dropped;
     uint64_t sid;              /* viewer session id within the hub (viewers.c) */
+    int relay;                 /* another server pulling the stream: not a viewer session */
 };
 
 typedef struct tc_stream_info {
@@ -263,8 +264,12 @@ void tc_latency_mute(int on);
 
 /* ---- viewer sessions in the cache (viewers.c) ------------------------- */
 
-#define TC_VIEWER_TTL_MS 15000     /* presence of a viewer session */
-#define TC_VIEWER_TOUCH_MS 5000    /* keep-alive period, well within the TTL */
+/* A pull (pull.c, pull_rtmp.c) says it is a relay, not a person watching,
+ * with this mark in its RTMP connect's flashVer or its HTTP User-Agent;
+ * the origin then leaves that subscriber out of the viewer counts, which
+ * count the relay's own viewers where they watch. */
+#define TC_RELAY_MARK "oborod-relay"
+#define TC_RELAY_FLASHVER "LNX 9,0,124,2 " TC_RELAY_MARK
 
 struct cache_server;
 
@@ -273,8 +278,8 @@ void tc_viewers_join(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
 void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub);
 /* Viewer sessions that are not hub subscribers (LL-HLS): stream is
  * "APP/NAME", local_id unique on this node (both borrowed). Report JOIN
- * once, TOUCH at least every TC_VIEWER_TOUCH_MS while the session lasts,
- * LEAVE when it ends; a session not touched for TC_VIEWER_TTL_MS ends by
+ * once, TOUCH at least every conf->viewer_refresh_ms while the session lasts,
+ * LEAVE when it ends; a session not touched for conf->viewer_ttl_ms ends by
  * itself in the cache. */
 typedef enum tc_viewer_event { TC_VIEWER_JOIN, TC_VIEWER_TOUCH, TC_VIEWER_LEAVE } tc_viewer_event_t;
 void tc_viewers_session(tc_hub_t *h, const char *stream, const char *local_id, tc_viewer_event_t ev);

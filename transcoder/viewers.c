@@ -3,7 +3,8 @@
  *
  * Every subscriber of the hub (HTTP-FLV, RTMP play) is a viewer session
  * with an id unique across the shard (a random per-process prefix and a
- * counter). Attaching reports a join, a timer refreshes every session's
+ * counter), except another server's pull (TC_RELAY_MARK): its viewers are
+ * counted where they watch. Attaching reports a join, a timer refreshes every session's
  * presence well within its TTL, detaching reports a leave; the cache turns
  * them into replicated writes (cache.h, keys in docs/keys.md). Without a
  * cache (unit tests) all of this is a no-op. */
@@ -44,11 +45,15 @@ void tc_viewers_join(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub)
 {
     char sid[48];
 
+    if (sub->relay) {
+        sub->sid = 0;   /* never reported, so never left or refreshed */
+        return;
+    }
     sub->sid = ++h->sid_next;
     if (h->cache == NULL)
         return;
     sid_of(h, sub, sid, sizeof(sid));
-    report(cache_event_viewer_touch(h->cache, s->name, sid, TC_VIEWER_TTL_MS, 1), "join", s->name);
+    report(cache_event_viewer_touch(h->cache, s->name, sid, (uint64_t)h->conf->viewer_ttl_ms, 1), "join", s->name);
 }
 
 void tc_viewers_leave(tc_hub_t *h, tc_stream_t *s, tc_sub_t *sub)
@@ -72,7 +77,7 @@ void tc_viewers_session(tc_hub_t *h, const char *stream, const char *local_id, t
     if (ev == TC_VIEWER_LEAVE)
         rv = cache_event_viewer_leave(h->cache, stream, sid);
     else
-        rv = cache_event_viewer_touch(h->cache, stream, sid, TC_VIEWER_TTL_MS, ev == TC_VIEWER_JOIN);
+        rv = cache_event_viewer_touch(h->cache, stream, sid, (uint64_t)h->conf->viewer_ttl_ms, ev == TC_VIEWER_JOIN);
     report(rv, ev == TC_VIEWER_JOIN ? "join" : ev == TC_VIEWER_TOUCH ? "touch" : "leave", stream);
 }
 
@@ -83,14 +88,17 @@ static void touch_cb(evutil_socket_t fd, short what, void *arg)
 
     for (tc_stream_t *s = h->streams; s != NULL; s = s->next)
         for (tc_sub_t *sub = s->subs; sub != NULL; sub = sub->next) {
+            if (sub->sid == 0)
+                continue;
             sid_of(h, sub, sid, sizeof(sid));
-            report(cache_event_viewer_touch(h->cache, s->name, sid, TC_VIEWER_TTL_MS, 0), "touch", s->name);
+            report(cache_event_viewer_touch(h->cache, s->name, sid, (uint64_t)h->conf->viewer_ttl_ms, 0), "touch", s->name);
         }
 }
 
 int tc_viewers_start(tc_hub_t *h, struct cache_server *cache)
 {
-    struct timeval tv = {TC_VIEWER_TOUCH_MS / 1000, (TC_VIEWER_TOUCH_MS % 1000) * 1000};
+    long long every = h->conf->viewer_refresh_ms;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || read(fd, &h->sid_prefix, sizeof(h->sid_prefix)) != sizeof(h->sid_prefix))

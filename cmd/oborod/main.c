@@ -210,6 +210,8 @@ static int load_config(oborod_t *d, int argc, char **argv)
         }
     }
     rv = core_conf_load_args(d->all, argc, argv, skip, err, sizeof(err));
+    if (rv == 0)
+        rv = tc_conf_check(&d->tc_conf, err, sizeof(err));
     if (rv != 0) {
         fprintf(stderr, "oborod: %s (see oborod --help)\n", err);
         return rv;

@@ -80,12 +80,17 @@ class DaemonTest(unittest.TestCase):
             logfile = os.path.join(d.tmp, "oborod-file.log")
             os.rename(logfile, logfile + ".1")
             d.proc.send_signal(signal.SIGHUP)
-            deadline = time.time() + 5
-            while not os.path.exists(logfile) and time.time() < deadline:
+            # the file appears when it is reopened; its first line may be
+            # written a moment later
+            deadline = time.time() + 10
+            text = ""
+            while "log reopened" not in text and time.time() < deadline:
                 time.sleep(0.05)
+                if os.path.exists(logfile):
+                    with open(logfile) as f:
+                        text = f.read()
             self.assertTrue(os.path.exists(logfile))
-            with open(logfile) as f:
-                self.assertIn("log reopened", f.read())
+            self.assertIn("log reopened", text)
         finally:
             d.close()
 

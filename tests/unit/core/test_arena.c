@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -271,6 +272,63 @@ START_TEST(every_small_size)
 }
 END_TEST
 
+static size_t resident_bytes(const void *p, size_t len)
+{
+    unsigned char vec[64];
+    size_t n = 0, pages = len / 4096;
+
+    ck_assert_uint_le(pages, sizeof(vec));
+    ck_assert_int_eq(mincore((void *)p, len, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    return n * 4096;
+}
+
+/* A large object counts what it holds, to the 4 KiB page, and a span that
+ * held a bigger object before does not keep the old tail resident: live
+ * bytes and RSS agree. */
+START_TEST(large_counts_its_pages)
+{
+    int64_t before = core_mem_tag_live(CORE_TAG_TEST);
+    char *big, *small;
+
+    big = core_malloc(CORE_TAG_TEST, 60000);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq(core_alloc_size(big), ARENA_MODE ? 61440 : 60000);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, (int64_t)core_alloc_size(big));
+    memset(big, 1, 60000);
+    core_free(big);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST), before);
+    /* most likely the same (dirty) page comes back; whichever it is, the
+     * part past the object must not be resident */
+    small = core_malloc(CORE_TAG_TEST, 20000);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_uint_eq(core_alloc_size(small), ARENA_MODE ? 20480 : 20000);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, (int64_t)core_alloc_size(small));
+    if (ARENA_MODE) {
+        ck_assert_uint_eq(resident_bytes(small + 20480, ARENA_PAGE - 20480), 0);
+    }
+    /* grows and shrinks in place within its page, accounting following */
+    memset(small, 2, 20000);
+    small = core_realloc(CORE_TAG_TEST, small, 50000);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, (int64_t)core_alloc_size(small));
+    ck_assert_uint_ge(core_alloc_size(small), 50000);
+    ck_assert_int_eq(small[19999], 2);
+    memset(small, 3, 50000);
+    small = core_realloc(CORE_TAG_TEST, small, 36000);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, (int64_t)core_alloc_size(small));
+    ck_assert_int_eq(small[35999], 3);
+    if (ARENA_MODE) {
+        ck_assert_uint_eq(core_alloc_size(small), 36864);
+        ck_assert_uint_eq(resident_bytes(small + 36864, ARENA_PAGE - 36864), 0);
+    }
+    core_free(small);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST), before);
+}
+END_TEST
+
 START_TEST(large_and_huge)
 {
     static const size_t sizes[] = {
@@ -287,8 +345,9 @@ START_TEST(large_and_huge)
         ck_assert_ptr_nonnull(p[i]);
         ck_assert_uint_eq((uintptr_t)p[i] % 16, 0);
         ck_assert_uint_ge(core_alloc_size(p[i]), sizes[i]);
-        /* usable size is not wildly larger than asked */
-        ck_assert_uint_le(core_alloc_size(p[i]), sizes[i] + 65536);
+        /* usable size is not wildly larger than asked: large objects are
+         * counted in 4 KiB units, huge ones in pages plus a header */
+        ck_assert_uint_le(core_alloc_size(p[i]), sizes[i] + 4096 + ARENA_HUGE_HDR);
         fill(p[i], sizes[i], (unsigned)i);
     }
     core_mem_stats(&st1, 0);
@@ -998,6 +1057,7 @@ int main(void)
     tcase_add_test(t3, class_table);
     tcase_add_test(t3, every_small_size);
     tcase_add_test(t3, large_and_huge);
+    tcase_add_test(t3, large_counts_its_pages);
     tcase_add_test(t3, realloc_across_classes);
     tcase_add_test(t3, realloc_fault_keeps_block);
     tcase_add_test(t3, aligned_blocks);
