@@ -1243,6 +1243,9 @@ void cache_raft_free(cache_raft_t **rp)
 
     if (r == NULL)
         return;
+    /* first: the callbacks below may propose again (a client's next
+     * pipelined write), which must fail instead of opening a batch */
+    r->closing = 1;
     if (r->cur != NULL) {
         round_t *b = r->cur;
 
@@ -1257,7 +1260,6 @@ void cache_raft_free(cache_raft_t **rp)
         r->reads = NULL;
         round_complete(r, b, -ESHUTDOWN);
     }
-    r->closing = 1;
     if (r->uv_io != NULL)
         event_free(r->uv_io);
     if (r->uv_timer != NULL)
