@@ -31,6 +31,15 @@ static void json_str(struct evbuffer *b, const char *s)
     evbuffer_add(b, "\"", 1);
 }
 
+/* A fan-out share in percent over the last window (0 before a whole one). */
+static double load_pct(const tc_load_t *l)
+{
+    tc_load_t copy = *l;
+    int pm = tc_load_permille(&copy, core_mono_us());
+
+    return pm < 0 ? 0.0 : pm / 10.0;
+}
+
 static void stream_json(struct evbuffer *b, const tc_stream_t *s)
 {
     const char *slash = strchr(s->name, '/');
@@ -51,6 +60,11 @@ static void stream_json(struct evbuffer *b, const tc_stream_t *s)
                         s->info.kbps, (unsigned long long)((core_mono_ms() - s->started_ms) / 1000),
                         (unsigned long long)s->bytes_in, (unsigned long long)s->packets_in,
                         (unsigned long long)s->dropped);
+    /* writes to viewers: merged or per read, and the share of the loop
+     * thread this stream's fan-out took over the last second */
+    evbuffer_add_printf(b, "\"merged\":%s,\"merge_switches\":%llu,\"fanout_load_pct\":%.1f,",
+                        s->merged ? "true" : "false", (unsigned long long)s->merge_switches,
+                        load_pct(&s->load));
     evbuffer_add_printf(b, "\"viewers\":{\"flv\":%d,\"rtmp\":%d,\"total\":%d",
                         s->nsubs[TC_PROTO_FLV], s->nsubs[TC_PROTO_RTMP],
                         s->nsubs[TC_PROTO_FLV] + s->nsubs[TC_PROTO_RTMP]);
@@ -128,9 +142,10 @@ void tc_api_cb(struct evhttp_request *req, const char *path, void *arg)
             srv->hub.source.list(srv->hub.source.arg, b, &first);
         tc_latency_stats(&p50, &p99, &max, &n);
         evbuffer_add_printf(b, "],\"latency_us\":{\"p50\":%llu,\"p99\":%llu,\"max\":%llu,"
-                               "\"samples\":%llu}}\n",
+                               "\"samples\":%llu},\"fanout_load_pct\":%.1f}\n",
                             (unsigned long long)p50, (unsigned long long)p99,
-                            (unsigned long long)max, (unsigned long long)n);
+                            (unsigned long long)max, (unsigned long long)n,
+                            load_pct(&srv->hub.load));
     } else if (blur_route(req, srv, path, b, &code)) {
         /* blur: POST /api/streams/NAME/blur */
     } else {

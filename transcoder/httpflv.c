@@ -73,10 +73,7 @@ static void closed_cb(struct evhttp_connection *conn, void *arg)
 
 static size_t queued(tc_sub_t *sub)
 {
-    tc_flv_viewer_t *v = VIEWER_OF(sub);
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(v->conn);
-
-    return evbuffer_get_length(bufferevent_get_output(bev));
+    return tc_sub_queued(sub);
 }
 
 /* Hard close: drop what is queued. */
@@ -99,15 +96,14 @@ static void kill_viewer(tc_flv_viewer_t *v)
 static int packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
-    ssize_t n = tc_pkt_send(p, evhttp_connection_get_bufferevent(v->conn),
-                            v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV, 0,
-                            v->srv->conf->viewer_flush_ms == 0);
+    int sent;
+    ssize_t n = tc_pkt_send(p, sub, &sent);
 
     if (n < 0)
         goto fail;
     v->bytes += (uint64_t)n;
     v->srv->hub.out_pending[TC_PROTO_FLV] += n;
-    return 0;
+    return sent;
 
 fail:
     core_log_warn("flv", "viewer dropped", "peer=%s stream=%s reason=\"out of memory\"", v->peer,
@@ -118,7 +114,7 @@ fail:
 
 static void flush(tc_sub_t *sub)
 {
-    tc_flush_direct(evhttp_connection_get_bufferevent(VIEWER_OF(sub)->conn));
+    tc_sub_flush(sub);
 }
 
 static void end(tc_sub_t *sub, const char *reason)
@@ -295,6 +291,10 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     evbuffer_add(v->tmp, hdr, sizeof(hdr));
     evhttp_send_reply_chunk(req, v->tmp);
     /* from here on the body is written by packet() and flush() */
+    v->sub.conn.bev = evhttp_connection_get_bufferevent(v->conn);
+    v->sub.conn.out = bufferevent_get_output(v->sub.conn.bev);
+    v->sub.conn.fd = bufferevent_getfd(v->sub.conn.bev);
+    v->sub.conn.form = v->chunked ? TC_FORM_FLV_CHUNKED : TC_FORM_FLV;
     core_log_info("flv", "viewer joined", "peer=%s stream=%s", v->peer, v->stream);
     tc_hub_attach(st, &v->sub, &ops, TC_PROTO_FLV);
 }

@@ -3,7 +3,15 @@
  * Every packet is normalised once into a reference-counted FLV tag; every
  * viewer queues the same bytes by reference. A viewer whose output queue
  * grows past viewer-queue-bytes loses frames up to the next keyframe; one
- * that stays over the bound for viewer-queue-ms is disconnected. */
+ * that stays over the bound for viewer-queue-ms is disconnected.
+ *
+ * Writes to viewers: a stream writes each packet to each viewer as it
+ * arrives (lowest latency) until writing to viewers takes a real share of
+ * the loop thread; then it merges them, one write per viewer every
+ * viewer-flush-ms (fewer system calls per viewer, more latency). The share
+ * is measured, not guessed: the time spent in the fan-out, two clock
+ * reads per packet and per publisher read, whatever the number of
+ * viewers. */
 #include "transcoder/tc_int.h"
 #include "transcoder/llhls.h"
 
@@ -20,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 /* ---- packets ------------------------------------------------------------ */
 
@@ -88,44 +97,143 @@ static void ref_done(const void *data, size_t len, void *arg)
     tc_pkt_unref(p);
 }
 
-ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct)
+/* The bytes of p in a viewer's form. */
+static const uint8_t *pkt_form(tc_pkt_t *p, const tc_sub_conn_t *c, size_t *len)
 {
+    if (c->form == TC_FORM_RTMP) {
+        if (tc_pkt_rtmp(p, c->chunk_size) != 0)
+            return NULL;
+        *len = p->rtmp_len;
+        return p->rtmp;
+    }
+    if (c->form == TC_FORM_FLV_CHUNKED) {
+        *len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
+        return p->flv - p->chunk_hdr;
+    }
+    *len = tc_pkt_flv_len(p);
+    return p->flv;
+}
+
+/* Queue bytes of p (from off on) by reference. Returns 0 or -ENOMEM. */
+static int queue_ref(tc_pkt_t *p, struct evbuffer *out, const uint8_t *data, size_t len, size_t off)
+{
+    tc_pkt_ref(p);
+    if (evbuffer_add_reference(out, data + off, len - off, ref_done, p) != 0) {
+        tc_pkt_unref(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+ssize_t tc_pkt_send(tc_pkt_t *p, tc_sub_t *sub, int *sent)
+{
+    tc_sub_conn_t *c = &sub->conn;
     const uint8_t *data;
     size_t len;
     ssize_t w = 0;
-    struct evbuffer *out = bufferevent_get_output(bev);
+    int empty;
 
-    if (form == TC_FORM_RTMP) {
-        if (tc_pkt_rtmp(p, chunk_size) != 0)
+    *sent = 0;
+    data = pkt_form(p, c, &len);
+    if (data == NULL)
+        return -ENOMEM;
+    if (!tc_sub_direct(sub)) {
+        /* merged: hold it for the flush while nothing else waits (once
+         * packets are held, the flush puts them after anything the output
+         * queued meanwhile) */
+        if (sub->nheld > 0 ? sub->nheld < TC_SUB_HELD : evbuffer_get_length(c->out) == 0) {
+            sub->held[sub->nheld++] = tc_pkt_ref(p);
+            sub->held_bytes += len;
+            return (ssize_t)len;
+        }
+        tc_sub_spill(sub);
+        if (queue_ref(p, c->out, data, len, 0) != 0)
             return -ENOMEM;
-        data = p->rtmp;
-        len = p->rtmp_len;
-    } else if (form == TC_FORM_FLV_CHUNKED) {
-        data = p->flv - p->chunk_hdr;
-        len = p->chunk_hdr + tc_pkt_flv_len(p) + 2;
-    } else {
-        data = p->flv;
-        len = tc_pkt_flv_len(p);
+        return (ssize_t)len;
     }
-    if (direct && evbuffer_get_length(out) == 0) {
+    empty = sub->nheld == 0 && evbuffer_get_length(c->out) == 0;
+    if (empty) {
         /* the viewer keeps up: straight to the socket, nothing queued */
-        w = send(bufferevent_getfd(bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        w = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w == (ssize_t)len) {
             tc_latency_record(core_mono_us() - p->arrival_us);
+            *sent = 1;
             return w;
         }
         if (w < 0)
             w = 0;   /* EAGAIN, or an error the write event will report */
     }
-    tc_pkt_ref(p);
-    if (evbuffer_add_reference(out, data + w, len - (size_t)w, ref_done, p) != 0) {
-        tc_pkt_unref(p);
+    tc_sub_spill(sub);
+    if (queue_ref(p, c->out, data, len, (size_t)w) != 0)
         return -ENOMEM;
-    }
-    if (w > 0 || direct)
-        bufferevent_enable(bev, EV_WRITE);
+    bufferevent_enable(c->bev, EV_WRITE);
     return (ssize_t)len;
+}
+
+size_t tc_sub_queued(const tc_sub_t *sub)
+{
+    return sub->held_bytes + evbuffer_get_length(sub->conn.out);
+}
+
+void tc_sub_spill(tc_sub_t *sub)
+{
+    int n = sub->nheld;
+
+    sub->nheld = 0;
+    sub->held_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        tc_pkt_t *p = sub->held[i];
+        size_t len;
+        const uint8_t *data = pkt_form(p, &sub->conn, &len);
+
+        /* without memory for the reference the viewer misses the packet;
+         * its form was built when it was held, so data is set */
+        if (data != NULL)
+            queue_ref(p, sub->conn.out, data, len, 0);
+        tc_pkt_unref(p);
+    }
+}
+
+void tc_sub_flush(tc_sub_t *sub)
+{
+    struct iovec iov[TC_SUB_HELD];
+    struct msghdr mh;
+    int n = sub->nheld, i, left = 0;
+    ssize_t w;
+    uint64_t now;
+
+    if (n == 0 || evbuffer_get_length(sub->conn.out) > 0) {
+        tc_sub_spill(sub);
+        tc_flush_direct(sub->conn.bev);
+        return;
+    }
+    for (i = 0; i < n; i++)
+        iov[i].iov_base = (void *)pkt_form(sub->held[i], &sub->conn, &iov[i].iov_len);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = iov;
+    mh.msg_iovlen = (size_t)n;
+    w = sendmsg(sub->conn.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0)
+        w = 0;       /* EAGAIN, or an error the write event will report */
+    now = core_mono_us();
+    sub->nheld = 0;
+    sub->held_bytes = 0;
+    for (i = 0; i < n; i++) {
+        tc_pkt_t *p = sub->held[i];
+        size_t len = iov[i].iov_len;
+
+        if ((size_t)w >= len) {
+            w -= (ssize_t)len;
+            tc_latency_record(now - p->arrival_us);
+        } else {
+            queue_ref(p, sub->conn.out, iov[i].iov_base, len, (size_t)w);
+            w = 0;
+            left = 1;
+        }
+        tc_pkt_unref(p);
+    }
+    if (left)
+        bufferevent_enable(sub->conn.bev, EV_WRITE);
 }
 
 /* ---- latency samples ---------------------------------------------------- */
@@ -173,6 +281,71 @@ void tc_latency_stats(uint64_t *p50, uint64_t *p99, uint64_t *max, uint64_t *n)
     *max = tmp[k - 1];
 }
 
+/* ---- fan-out load and the merge decision --------------------------------- */
+
+void tc_load_init(tc_load_t *l, uint64_t now_us)
+{
+    memset(l, 0, sizeof(*l));
+    l->since_us = now_us;
+    l->start_us = now_us;
+}
+
+/* Move the window so that its last bucket holds now_us. */
+static void load_advance(tc_load_t *l, uint64_t now_us)
+{
+    uint64_t k;
+
+    if (now_us < l->start_us + TC_LOAD_BUCKET_US)
+        return;
+    k = (now_us - l->start_us) / TC_LOAD_BUCKET_US;
+    if (k >= TC_LOAD_BUCKETS) {
+        memset(l->busy, 0, sizeof(l->busy));
+    } else {
+        for (uint64_t i = 0; i < k; i++) {
+            l->cur = (l->cur + 1) % TC_LOAD_BUCKETS;
+            l->busy[l->cur] = 0;
+        }
+    }
+    l->start_us += k * TC_LOAD_BUCKET_US;
+}
+
+void tc_load_add(tc_load_t *l, uint64_t now_us, uint64_t busy_us)
+{
+    load_advance(l, now_us);
+    l->busy[l->cur] += busy_us;
+}
+
+int tc_load_permille(tc_load_t *l, uint64_t now_us)
+{
+    uint64_t back = (uint64_t)(TC_LOAD_BUCKETS - 1) * TC_LOAD_BUCKET_US, sum = 0, span;
+
+    load_advance(l, now_us);
+    if (l->start_us < l->since_us + back)
+        return -1;
+    if (now_us < l->start_us)
+        now_us = l->start_us;
+    span = now_us - (l->start_us - back);
+    for (int i = 0; i < TC_LOAD_BUCKETS; i++)
+        sum += l->busy[i];
+    return sum >= span ? 1000 : (int)(sum * 1000 / span);
+}
+
+int tc_merge_decide(int merged, int threshold_pct, int hub_pm, int stream_pm)
+{
+    int t = threshold_pct * 10;   /* per mille */
+
+    if (threshold_pct <= 0)
+        return 1;
+    if (threshold_pct >= 100)
+        return 0;
+    if (hub_pm < 0 || stream_pm < 0)
+        return merged;
+    if (!merged)
+        return hub_pm > t && stream_pm * 10 >= t;
+    /* measured while merged, so merging's own saving is in these figures */
+    return !(hub_pm * 4 < t || stream_pm * 40 < t);
+}
+
 /* ---- hub ---------------------------------------------------------------- */
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
@@ -197,9 +370,13 @@ int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf)
     for (int i = 0; i < TC_PROTO__COUNT; i++)
         if (h->m.viewers[i] == NULL || h->m.bytes_out[i] == NULL)
             return -ENOMEM;
+    h->m.merged_streams = core_metrics_gauge(m, "oboro_hub_merged_streams", "Streams merging their writes to viewers now (viewer-merge-load).");
+    h->m.merge_switches = core_metrics_counter(m, "oboro_hub_merge_switches_total", "Times a stream started or stopped merging its writes to viewers.");
     if (h->m.streams == NULL || h->m.bytes_in == NULL || h->m.dropped == NULL ||
-        h->m.slow_kicked == NULL || h->m.sessions == NULL || h->m.latency == NULL)
+        h->m.slow_kicked == NULL || h->m.sessions == NULL || h->m.latency == NULL ||
+        h->m.merged_streams == NULL || h->m.merge_switches == NULL)
         return -ENOMEM;
+    tc_load_init(&h->load, core_mono_us());
     lat_hist = h->m.latency;
     return 0;
 }
@@ -235,6 +412,10 @@ static void stream_free(tc_stream_t *s)
         }
     h->nstreams--;
     core_metric_set(h->m.streams, h->nstreams);
+    if (s->merged) {
+        h->nmerged--;
+        core_metric_set(h->m.merged_streams, h->nmerged);
+    }
     if (s->grace_ev != NULL)
         event_free(s->grace_ev);
     tc_llhls_stream_close(&s->llhls);
@@ -340,6 +521,8 @@ tc_stream_t *tc_hub_publish(tc_hub_t *h, const char *app, const char *name, cons
     s->publisher = publisher;
     s->started_ms = core_mono_ms();
     s->win_start_ms = s->started_ms;
+    s->merged_since_us = core_mono_us();
+    tc_load_init(&s->load, s->merged_since_us);
     s->info.acodec = -1;
     s->rebase = 1;
     /* LL-HLS serves /live/NAME/..., so streams of the app "live" */
@@ -376,6 +559,7 @@ void tc_hub_detach(tc_sub_t *sub)
 
     if (s == NULL)
         return;
+    tc_sub_spill(sub);   /* what is held goes after what the output writes next */
     if (sub->prev != NULL)
         sub->prev->next = sub->next;
     else
@@ -395,9 +579,10 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
 {
     const tc_conf_t *conf = s->hub->conf;
     size_t q;
+    int rc;
 
     if (p->config)
-        return sub->ops->packet(sub, p);   /* never dropped: tiny and needed */
+        goto send;                  /* never dropped: tiny and needed */
     q = sub->ops->queued(sub);
     if (q > (size_t)conf->viewer_queue_bytes) {
         if (sub->over_since_ms == 0)
@@ -420,9 +605,12 @@ static int deliver(tc_stream_t *s, tc_sub_t *sub, tc_pkt_t *p, uint64_t now_ms)
         core_metric_inc(s->hub->m.dropped, 1);
         return 0;
     }
-    if (sub->ops->packet(sub, p) != 0)
+send:
+    rc = sub->ops->packet(sub, p);
+    if (rc < 0)
         return -1;
-    sub->dirty = 1;
+    if (rc == 0)
+        sub->dirty = 1;   /* 1: it went to the socket whole, nothing to flush */
     return 0;
 }
 
@@ -447,22 +635,78 @@ static void flush_now(tc_stream_t *s)
 
 static void flush_timer(evutil_socket_t fd, short what, void *arg)
 {
-    flush_now(arg);
+    tc_stream_t *s = arg;
+    uint64_t t0 = core_mono_us();
+
+    s->last_flush_us = t0;
+    flush_now(s);
+    s->fan_busy_us += core_mono_us() - t0;
+}
+
+static void set_merged(tc_stream_t *s, int on, uint64_t now_us, int hub_pm, int stream_pm)
+{
+    tc_hub_t *h = s->hub;
+
+    s->merged = on;
+    s->merged_since_us = now_us;
+    s->merge_switches++;
+    h->nmerged += on ? 1 : -1;
+    core_metric_set(h->m.merged_streams, h->nmerged);
+    core_metric_inc(h->m.merge_switches, 1);
+    core_log_info("hub", on ? "merging writes to viewers" : "writing to viewers per read",
+                  "stream=%s viewers=%d fanout_load_pm=%d stream_load_pm=%d", s->name,
+                  s->nsubs[0] + s->nsubs[1], hub_pm, stream_pm);
+    if (!on) {
+        /* what the timer would have written goes now */
+        evtimer_del(s->flush_ev);
+        flush_now(s);
+    }
+}
+
+/* Account the fan-out time since the last read and choose the mode. A
+ * mode is kept one window at least, so that the next decision is made on
+ * figures measured in that mode. */
+static void account(tc_stream_t *s, uint64_t now_us)
+{
+    tc_hub_t *h = s->hub;
+    long long thr = h->conf->viewer_merge_load;
+    int want, hub_pm = -1, stream_pm = -1;
+
+    tc_load_add(&h->load, now_us, s->fan_busy_us);
+    tc_load_add(&s->load, now_us, s->fan_busy_us);
+    s->fan_busy_us = 0;
+    if (h->conf->viewer_flush_ms <= 0) {
+        want = 0;
+    } else if (thr > 0 && thr < 100 && now_us - s->merged_since_us < TC_LOAD_WINDOW_US) {
+        want = s->merged;
+    } else {
+        hub_pm = tc_load_permille(&h->load, now_us);
+        stream_pm = tc_load_permille(&s->load, now_us);
+        want = tc_merge_decide(s->merged, (int)thr, hub_pm, stream_pm);
+    }
+    if (want != s->merged)
+        set_merged(s, want, now_us, hub_pm, stream_pm);
 }
 
 void tc_hub_flush(tc_stream_t *s)
 {
-    long long ms = s->hub->conf->viewer_flush_ms;
+    uint64_t t0 = core_mono_us(), due;
     struct timeval tv;
 
-    if (ms <= 0) {
+    account(s, t0);
+    if (s->merged && evtimer_pending(s->flush_ev, NULL))
+        return;
+    /* merged: a rate, not a delay; the first packet after a quiet spell
+     * goes at once */
+    due = s->last_flush_us + (uint64_t)s->hub->conf->viewer_flush_ms * 1000;
+    if (!s->merged || t0 >= due) {
+        s->last_flush_us = t0;
         flush_now(s);
+        s->fan_busy_us += core_mono_us() - t0;
         return;
     }
-    if (evtimer_pending(s->flush_ev, NULL))
-        return;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
+    tv.tv_sec = (time_t)((due - t0) / 1000000);
+    tv.tv_usec = (suseconds_t)((due - t0) % 1000000);
     evtimer_add(s->flush_ev, &tv);
 }
 
@@ -482,6 +726,7 @@ void tc_flush_direct(struct bufferevent *bev)
 int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_proto_t proto)
 {
     tc_pkt_t *init[3] = {s->meta, s->vconfig, s->aconfig};
+    int was_muted = lat_muted, rv = -1;
 
     sub->ops = ops;
     sub->proto = proto;
@@ -494,13 +739,16 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     s->nsubs[proto]++;
     core_metric_inc(s->hub->m.viewers[proto], 1);
     tc_viewers_join(s->hub, s, sub);
+    /* the start is old on purpose (headers, GOP cache): what it writes
+     * now is not server-added latency */
+    lat_muted = 1;
     for (int i = 0; i < 3; i++)
-        if (init[i] != NULL && ops->packet(sub, init[i]) != 0)
-            return -1;
+        if (init[i] != NULL && ops->packet(sub, init[i]) < 0)
+            goto out;
     if (s->hub->conf->gop_cache && s->gop_valid) {
         for (size_t i = 0; i < s->ngop; i++)
-            if (ops->packet(sub, s->gop[i]) != 0)
-                return -1;
+            if (ops->packet(sub, s->gop[i]) < 0)
+                goto out;
         sub->waiting_key = 0;
     } else {
         sub->waiting_key = 1;   /* start at the next keyframe */
@@ -508,7 +756,10 @@ int tc_hub_attach(tc_stream_t *s, tc_sub_t *sub, const tc_sub_ops_t *ops, tc_pro
     sub->dirty = 0;
     ops->flush(sub);
     count_out(s->hub);
-    return 0;
+    rv = 0;
+out:
+    lat_muted = was_muted;
+    return rv;
 }
 
 static int gop_add(tc_stream_t *s, tc_pkt_t *p)
@@ -647,9 +898,14 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
         tc_pkt_unref(p);
         return -ENOMEM;
     }
-    for (tc_sub_t *sub = s->subs, *next; sub != NULL; sub = next) {
-        next = sub->next;
-        deliver(s, sub, p, now_ms);
+    if (s->subs != NULL) {
+        uint64_t t0 = core_mono_us();
+
+        for (tc_sub_t *sub = s->subs, *next; sub != NULL; sub = next) {
+            next = sub->next;
+            deliver(s, sub, p, now_ms);
+        }
+        s->fan_busy_us += core_mono_us() - t0;
     }
     count_out(h);
     tc_pkt_unref(p);

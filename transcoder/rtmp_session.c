@@ -194,20 +194,20 @@ static int refuse(tc_rtmp_session_t *s, const char *code, const char *desc)
 static int sub_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     tc_rtmp_session_t *s = SESSION_OF(sub);
-    ssize_t n = tc_pkt_send(p, s->bev, TC_FORM_RTMP, s->chunk_size,
-                            s->srv->conf->viewer_flush_ms == 0);
+    int sent;
+    ssize_t n = tc_pkt_send(p, sub, &sent);
 
     if (n < 0) {
         tc_hub_detach(sub);
         return session_fail(s, "out of memory", (int)n);
     }
     s->srv->hub.out_pending[TC_PROTO_RTMP] += n;
-    return 0;
+    return sent;
 }
 
 static size_t sub_queued(tc_sub_t *sub)
 {
-    return evbuffer_get_length(bufferevent_get_output(SESSION_OF(sub)->bev));
+    return tc_sub_queued(sub);
 }
 
 static void sub_end(tc_sub_t *sub, const char *reason)
@@ -230,7 +230,7 @@ static void sub_end(tc_sub_t *sub, const char *reason)
 
 static void sub_flush(tc_sub_t *sub)
 {
-    tc_flush_direct(SESSION_OF(sub)->bev);
+    tc_sub_flush(sub);
 }
 
 static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end, sub_flush};
@@ -380,6 +380,11 @@ static int play_start(tc_rtmp_session_t *s, tc_stream_t *st)
     send_msg(s, RTMP_MSG_DATA_AMF0, 5, 1, &b);
     core_log_info("rtmp", "play", "peer=%s stream=%s", s->peer, st->name);
     s->playing = 1;
+    s->sub.conn.bev = s->bev;
+    s->sub.conn.out = bufferevent_get_output(s->bev);
+    s->sub.conn.fd = bufferevent_getfd(s->bev);
+    s->sub.conn.form = TC_FORM_RTMP;
+    s->sub.conn.chunk_size = s->chunk_size;
     return tc_hub_attach(st, &s->sub, &sub_ops, TC_PROTO_RTMP);
 }
 

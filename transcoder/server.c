@@ -30,7 +30,8 @@ static const core_conf_def_t defs_tmpl[] = {
     {"publish-secret", CORE_CONF_STR, "", "HMAC-SHA256 key for signed stream keys NAME?exp=UNIX&sig=HEX; empty: publishing is open (only safe on loopback)", NULL, 0, 0, NULL, CORE_CONF_SECRET, NULL, NULL},
     {"max-streams", CORE_CONF_INT, "1000", "published streams at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
     {"rtmp-max-sessions", CORE_CONF_INT, "10000", "RTMP connections at once", NULL, 1, 1000000, NULL, 0, NULL, NULL},
-    {"viewer-flush-ms", CORE_CONF_INT, "0", "merge writes to viewers over this many ms (fewer syscalls, more latency); 0: write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"viewer-flush-ms", CORE_CONF_INT, "40", "when a stream merges writes to its viewers (see viewer-merge-load), it writes at most every this many ms; 0: never merge, write as packets arrive", NULL, 0, 1000, NULL, CORE_CONF_RUNTIME, NULL, NULL},
+    {"viewer-merge-load", CORE_CONF_INT, "10", "merge a stream's writes to viewers while writing to viewers takes more than this % of the loop thread (back below a quarter of it); 0: always merge, 100: never", NULL, 0, 100, NULL, CORE_CONF_RUNTIME, NULL, NULL},
     {"blur-default", CORE_CONF_ENUM, "no", "blur notification banners in streams whose key has no blur= option (docs/blur.md)", NULL, 0, 0, onoff, CORE_CONF_RUNTIME, NULL, NULL},
     {"blur-preset", CORE_CONF_ENUM, "superfast", "libx264 preset of the blur pipeline's encoder (ultrafast: more streams per core, more bits)", NULL, 0, 0, blur_presets, CORE_CONF_RUNTIME, NULL, NULL},
     {"viewer-presence-ttl-ms", CORE_CONF_INT, "15000", "a viewer session not refreshed for this long leaves viewers:APP/NAME in the cache (its node died)", NULL, 500, 3600000, NULL, 0, NULL, NULL},
@@ -45,8 +46,8 @@ int tc_conf_register(core_conf_t *c, tc_conf_t *tc)
                          &tc->viewer_queue_ms, &tc->handshake_timeout_ms, &tc->publish_grace_ms,
                          &tc->gop_cache, &tc->gop_cache_max_bytes, &tc->publish_secret,
                          &tc->max_streams, &tc->max_sessions, &tc->viewer_flush_ms,
-                         &tc->blur_default, &tc->blur_preset, &tc->viewer_ttl_ms,
-                         &tc->viewer_refresh_ms};
+                         &tc->viewer_merge_load, &tc->blur_default, &tc->blur_preset,
+                         &tc->viewer_ttl_ms, &tc->viewer_refresh_ms};
     int rv;
 
     memcpy(defs, defs_tmpl, sizeof(defs));

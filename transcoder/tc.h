@@ -22,6 +22,7 @@ typedef struct tc_conf {
     long long max_streams;         /* published streams at once */
     long long max_sessions;        /* RTMP connections at once */
     long long viewer_flush_ms;     /* merge viewer writes over this window (0: none) */
+    long long viewer_merge_load;   /* merge when fan-out takes this % of the loop (0 always, 100 never) */
     int blur_default;              /* blur streams without a blur= key option */
     int blur_preset;               /* x264 preset: 0 ultrafast, 1 superfast, 2 veryfast */
     long long viewer_ttl_ms;       /* presence TTL of a viewer session in the cache */

@@ -61,15 +61,19 @@ static inline size_t tc_pkt_flv_len(const tc_pkt_t *p)
  * built once. Returns 0 or -ENOMEM. */
 int tc_pkt_rtmp(tc_pkt_t *p, uint32_t chunk_size);
 
-/* Send the packet in the given form to a viewer's bufferevent. With
- * direct set and nothing queued, it is written to the socket at once
- * (send(2), no allocation); what does not fit, or everything when direct
- * is 0, is appended to the output by reference (no copy), and the
- * reference is dropped once those bytes have left. The server-added
- * latency is recorded when the bytes are written. chunk_size is for
- * TC_FORM_RTMP. Returns the packet's length in that form, or -ENOMEM. */
-ssize_t tc_pkt_send(tc_pkt_t *p, struct bufferevent *bev, tc_form_t form, uint32_t chunk_size,
-                    int direct);
+struct tc_sub;
+
+/* Send the packet to a viewer (sub->conn says where and in which form).
+ * When the stream writes per read and nothing is queued, it is written to
+ * the socket at once (send(2), no allocation); what does not fit is
+ * appended to the output by reference (no copy), and the reference is
+ * dropped once those bytes have left. When the stream merges, the packet
+ * is held by reference until the next flush (tc_sub_flush), which writes
+ * everything held with one sendmsg(2). The server-added latency is
+ * recorded when the bytes are written. *sent is set to 1 when the whole
+ * packet was written to the socket, else 0. Returns the packet's length
+ * in that form, or -ENOMEM. */
+ssize_t tc_pkt_send(tc_pkt_t *p, struct tc_sub *sub, int *sent);
 
 /* ---- hub ---------------------------------------------------------------- */
 
@@ -83,9 +87,48 @@ typedef struct tc_stream tc_stream_t;
 typedef struct tc_sub tc_sub_t;
 typedef struct tc_hub tc_hub_t;
 
+/* ---- fan-out load and merged writes ------------------------------------ */
+
+/* How much of the loop thread the fan-out (writing packets to viewers)
+ * took over a sliding window of TC_LOAD_BUCKETS x TC_LOAD_BUCKET_US (1 s):
+ * busy time is added to the bucket of its end time; buckets older than the
+ * window are forgotten. Pure accounting on the caller's clock. */
+#define TC_LOAD_BUCKETS 4
+#define TC_LOAD_BUCKET_US 250000u
+#define TC_LOAD_WINDOW_US ((uint64_t)TC_LOAD_BUCKETS * TC_LOAD_BUCKET_US)
+
+typedef struct tc_load {
+    uint64_t since_us;         /* accounting started */
+    uint64_t start_us;         /* start of bucket busy[cur] */
+    uint64_t busy[TC_LOAD_BUCKETS];
+    unsigned cur;
+} tc_load_t;
+
+void tc_load_init(tc_load_t *l, uint64_t now_us);
+/* Account busy_us of fan-out that ended at now_us (now_us never goes
+ * back; an earlier value is taken as now). */
+void tc_load_add(tc_load_t *l, uint64_t now_us, uint64_t busy_us);
+/* The share of the window ending at now_us that was busy, in per mille
+ * (0..1000), or -1 while less than a whole window has been seen since
+ * tc_load_init (too little history to decide on). */
+int tc_load_permille(tc_load_t *l, uint64_t now_us);
+
+/* Should a stream's writes to its viewers be merged? threshold_pct is
+ * viewer-merge-load: 0 always merges, 100 (or more) never does. In
+ * between, a stream that writes per read starts merging when the loop
+ * thread's fan-out share (hub_pm, all streams) exceeds the threshold and
+ * the stream itself takes at least a tenth of it (stream_pm); a merged
+ * stream goes back to per-read writes when, measured while merged, the
+ * hub's share fell below a quarter of the threshold or its own below a
+ * fortieth. A share of -1 (too little history) keeps the current mode.
+ * Pure; returns 1 to merge, 0 to write per read. */
+int tc_merge_decide(int merged, int threshold_pct, int hub_pm, int stream_pm);
+
 typedef struct tc_sub_ops {
-    /* Queue one packet (the subscriber takes its own reference). Returns 0,
-     * or -1 when the subscriber has failed and was detached and freed. */
+    /* Queue one packet (the subscriber takes its own reference). Returns 0
+     * when bytes wait for the next flush, 1 when the packet went to the
+     * socket whole (nothing to flush), or -1 when the subscriber has
+     * failed and was detached and freed. */
     int (*packet)(tc_sub_t *sub, tc_pkt_t *p);
     /* Bytes queued towards the viewer and not yet written. */
     size_t (*queued)(tc_sub_t *sub);
@@ -98,8 +141,23 @@ typedef struct tc_sub_ops {
     void (*flush)(tc_sub_t *sub);
 } tc_sub_ops_t;
 
+/* Where a viewer's bytes go; set by the output before tc_hub_attach. */
+typedef struct tc_sub_conn {
+    struct bufferevent *bev;
+    struct evbuffer *out;      /* bev's output */
+    int fd;
+    tc_form_t form;
+    uint32_t chunk_size;       /* TC_FORM_RTMP */
+} tc_sub_conn_t;
+
+#define TC_SUB_HELD 16         /* packets held for a merged write, then queued */
+
 struct tc_sub {
     tc_sub_t *next, *prev;
+    tc_sub_conn_t conn;
+    tc_pkt_t *held[TC_SUB_HELD]; /* merged: waiting for the flush, before anything in out */
+    int nheld;
+    size_t held_bytes;
     tc_stream_t *stream;
     const tc_sub_ops_t *ops;
     tc_proto_t proto;
@@ -127,6 +185,12 @@ struct tc_stream {
     void *publisher;           /* the publishing session, NULL in grace */
     struct event *grace_ev;
     struct event *flush_ev;    /* viewer-flush-ms: merged writes pending */
+    int merged;                /* writes to viewers are merged now */
+    uint64_t last_flush_us;    /* last write to the viewers (merged: at most one per viewer-flush-ms) */
+    uint64_t merged_since_us;  /* mode kept since (one window at least) */
+    uint64_t fan_busy_us;      /* fan-out time not yet in the windows */
+    uint64_t merge_switches;
+    tc_load_t load;            /* this stream's fan-out share */
     uint64_t started_ms;
     tc_pkt_t *meta, *vconfig, *aconfig;
     tc_pkt_t **gop;            /* packets since the last keyframe */
@@ -151,6 +215,7 @@ struct tc_stream {
 typedef struct tc_hub_metrics {
     core_metric_t *streams, *viewers[TC_PROTO__COUNT], *bytes_in, *bytes_out[TC_PROTO__COUNT];
     core_metric_t *dropped, *slow_kicked, *sessions, *latency;
+    core_metric_t *merged_streams, *merge_switches;
 } tc_hub_metrics_t;
 
 /* ---- sources other than RTMP publishers (used by transcoder/pull) ------ */
@@ -200,6 +265,8 @@ struct tc_hub {
     uint64_t sid_prefix, sid_next;  /* viewer session ids */
     int64_t out_pending[TC_PROTO__COUNT]; /* bytes_out not yet in the metric */
     struct tc_llhls *llhls;    /* LL-HLS packaging, set by the server; may be NULL */
+    tc_load_t load;            /* the loop thread's fan-out share, all streams */
+    int nmerged;               /* streams merging their writes now */
 };
 
 int tc_hub_init(tc_hub_t *h, struct event_base *base, const tc_conf_t *conf);
@@ -226,10 +293,34 @@ int tc_hub_push(tc_stream_t *s, uint8_t type, uint32_t ts, const uint8_t *payloa
 
 /* Write out what tc_hub_push queued to viewers. A producer calls it once
  * after each batch of pushes (one read from the publisher's socket), so a
- * viewer gets one write per batch instead of one per packet. With
- * viewer-flush-ms > 0 the write happens at most that much later, merging
- * the batches in between (SRS calls this merged write). */
+ * viewer gets one write per batch instead of one per packet. It also
+ * accounts the fan-out time and chooses the stream's mode
+ * (tc_merge_decide): while the stream merges, viewers get one write per
+ * viewer-flush-ms at most: at once when the last one is that old, else
+ * when it will be, merging the batches in between (SRS calls this merged
+ * write). */
 void tc_hub_flush(tc_stream_t *s);
+
+/* Whether a subscriber's packets go straight to its socket (the stream
+ * writes per read) rather than waiting for the merged flush. */
+static inline int tc_sub_direct(const tc_sub_t *sub)
+{
+    return sub->stream == NULL || !sub->stream->merged;
+}
+
+/* Bytes waiting for a viewer: held for the merged write and queued. */
+size_t tc_sub_queued(const tc_sub_t *sub);
+
+/* Write what is held and queued for a viewer now: the held packets with
+ * one sendmsg(2), straight from the shared packets, the rest through the
+ * bufferevent (whose write event is on only while something is left).
+ * Never frees. */
+void tc_sub_flush(tc_sub_t *sub);
+
+/* Move the held packets into the bufferevent's output (by reference,
+ * after what is there), e.g. before the output writes bytes of its own.
+ * Called by tc_hub_detach. */
+void tc_sub_spill(tc_sub_t *sub);
 
 /* Write a viewer's queued output directly to fd: one writev now, and the
  * bufferevent's write event only while something is left (the changes

@@ -3,6 +3,11 @@
 oborod serving HTTP-FLV side by side with nginx-rtmp (Debian nginx +
 libnginx-mod-rtmp) serving RTMP play of the same stream, in the same run.
 
+Two oborods: one as configured by default (writes merged only while the
+fan-out takes more than viewer-merge-load of the loop thread) and one with
+--viewer-flush-ms 0 (every packet written to every viewer at once, never
+merged), so the cost and the latency of both modes are side by side.
+
 For each N it reports the server's CPU (one process each: oborod's loop
 thread, nginx with one worker and no master), CPU per viewer, whether
 every viewer got >= 90% of the stream's bytes (no drops), and viewers per
@@ -10,7 +15,7 @@ core (N / cores used). Then oborod's server-added latency (last byte of a
 packet in -> its bytes written to a viewer socket), a glass-to-glass probe
 over HTTP-FLV under load, and memory per idle viewer.
 
-    scripts/bench/rtmp_fanout.py [--levels 250,500,1000] [--measure 5]
+    scripts/bench/rtmp_fanout.py [--levels 250,500] [--measure 4] [--reps 1]
 
 Needs a built oborod (build/cmd/oborod), ffmpeg, nginx, libnginx-mod-rtmp
 and cc. Uses only 127.0.0.1 and temporary files; cleans up its processes.
@@ -118,16 +123,20 @@ def run_viewers(tool, mode, port, name, n, warm, measure, server_pid, api_port=N
     line = p.stdout.readline()
     assert "measuring" in line, line
     c0, t0 = cpu_seconds(server_pid), time.time()
-    lat = None
+    lat = st = None
     if api_port:
         time.sleep(measure * 0.8)
-        lat = get_json(api_port, "/api/streams")["latency_us"]
+        body = get_json(api_port, "/api/streams")
+        lat = body["latency_us"]
+        st = [x for x in body["streams"] if x["name"] == name][0]
     out = p.stdout.readline()
     c1, t1 = cpu_seconds(server_pid), time.time()
     p.wait()
     res = json.loads(out)
     res["cpu"] = (c1 - c0) / (t1 - t0)   # cores used
     res["lat"] = lat
+    res["merged"] = st["merged"] if st else None
+    res["load"] = st["fanout_load_pct"] if st else None
     return res
 
 
@@ -167,9 +176,10 @@ def mini_publish(port, name):
     return s
 
 
-def latency_probe(http_port, rtmp_port, seconds):
+def latency_probe(http_port, rtmp_port, seconds, at_end=None):
     """Publish 30 small keyframes/s carrying their send time; a viewer over
-    HTTP-FLV computes receive - send for each. Returns sorted ms."""
+    HTTP-FLV computes receive - send for each. Returns sorted ms and what
+    at_end() returned, called while the probe still plays."""
     s = mini_publish(rtmp_port, "probe")
     samples = []
     stop = threading.Event()
@@ -201,11 +211,38 @@ def latency_probe(http_port, rtmp_port, seconds):
                 skip -= 1
                 continue
             samples.append((time.monotonic() - struct.unpack(">d", body[5:13])[0]) * 1000)
+    extra = at_end() if at_end else None
     stop.set()
     th.join()
     c.close()
     s.close()
-    return sorted(samples)
+    return sorted(samples), extra
+
+
+def probe_row(tool, name, hport, rport, n):
+    """The probe alone or with n viewers of the loaded stream, then the
+    server-added latency of what was written meanwhile (the probe's alone
+    when idle, mostly the loaded stream's otherwise) and each stream's mode.
+    With the default settings the probe stream (one viewer) keeps per-read
+    writes while the loaded stream merges."""
+    load = None
+    if n:
+        load = subprocess.Popen([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "7"],
+                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        procs.append(load)
+        time.sleep(2.5)
+    ms, body = latency_probe(hport, rport, 4, lambda: get_json(hport, "/api/streams"))
+    lat = body["latency_us"]
+    modes = ", ".join("%s %s" % (x["name"], "merged" if x["merged"] else "per-read")
+                      for x in body["streams"] if x["name"] in ("bench", "probe") and
+                      (x["name"] == "probe" or n))
+    if load:
+        load.wait()
+    print("# %s probe over HTTP-FLV, %d other viewers: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+          % (name, n, len(ms), pct(ms, 0.5), pct(ms, 0.99), ms[-1] if ms else float("nan")), flush=True)
+    print("#   server-added latency meanwhile: p50 %d us, p99 %d us, max %d us (%s)"
+          % (lat["p50"], lat["p99"], lat["max"], modes), flush=True)
+    time.sleep(1.0)
 
 
 def pct(xs, p):
@@ -214,15 +251,15 @@ def pct(xs, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--levels", default="500,1000")
-    ap.add_argument("--warmup", type=float, default=1.5)
+    ap.add_argument("--levels", default="250,500")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds between the viewers attaching and the measurement (the default "
+                         "oborod decides on merging over a one-second window)")
     ap.add_argument("--measure", type=float, default=3.5)
     ap.add_argument("--idle", type=int, default=1000)
-    ap.add_argument("--probe-viewers", type=int, default=1000)
+    ap.add_argument("--probe-viewers", type=int, default=500)
     ap.add_argument("--reps", type=int, default=2,
                     help="measure each level this many times, servers interleaved; keep the least CPU")
-    ap.add_argument("--flush-ms", type=int, default=50,
-                    help="viewer-flush-ms of the second oborod (merged writes)")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -251,7 +288,7 @@ def main():
         m_rtmp, m_http, m_resp, m_raft = free_port(), free_port(), free_port(), free_port()
         om = spawn([OBOROD, "--port", str(m_resp), "--rtmp-port", str(m_rtmp), "--http-port", str(m_http),
                     "--raft-port", str(m_raft), "--dir", os.path.join(tmp, "data2"), "--loglevel", "warning",
-                    "--rtmp-max-sessions", "100000", "--viewer-flush-ms", str(args.flush_ms)],
+                    "--rtmp-max-sessions", "100000", "--viewer-flush-ms", "0"],
                    stdout=open(os.path.join(tmp, "oborod2.log"), "w"), stderr=subprocess.STDOUT, cwd=tmp)
         n_port = free_port()
         conf = os.path.join(tmp, "nginx.conf")
@@ -293,14 +330,20 @@ def main():
         print("# memory per idle viewer (RSS delta / %d): oborod HTTP-FLV %.1f KiB, nginx-rtmp RTMP %.1f KiB"
               % (args.idle, res["oborod"] / 1024, res["nginx"] / 1024))
 
+        # glass-to-glass over HTTP-FLV (no encoder or decoder: publisher
+        # socket to viewer socket), idle first, while the server-added
+        # latency samples are the probe's own
+        for name, hport, rport in (("oborod", o_http, o_rtmp), ("per-read", m_http, m_rtmp)):
+            probe_row(tool, name, hport, rport, 0)
+
         expected = bitrate / 8 * args.measure
         print("# stream %.2f Mbps; a viewer is served without drops when it got >= 90%% of %.0f bytes"
               % (bitrate / 1e6, expected))
         print("columns per server: cores used, CPU us per viewer-second, all viewers served, slowest viewer")
-        print("%-7s | %-30s | %-30s | %-30s | %s" % ("viewers", "oborod HTTP-FLV", "oborod HTTP-FLV flush %dms" % args.flush_ms,
+        print("%-7s | %-30s | %-30s | %-30s | %s" % ("viewers", "oborod HTTP-FLV (default)", "oborod HTTP-FLV flush 0",
                                                      "nginx-rtmp RTMP play", "CPU/viewer nginx / oborod"))
-        servers = (("oborod", "flv", o_http, od.pid), ("merged", "flv", m_http, om.pid), ("nginx", "rtmp", n_port, ng.pid))
-        best = {"oborod": None, "merged": None, "nginx": None}
+        servers = (("oborod", "flv", o_http, od.pid), ("per-read", "flv", m_http, om.pid), ("nginx", "rtmp", n_port, ng.pid))
+        best = {"oborod": None, "per-read": None, "nginx": None}
         for n in levels:
             row = {}
             # the machine is shared: repeat, interleaving the servers, and
@@ -308,7 +351,7 @@ def main():
             # every time to count as served)
             for rep in range(args.reps):
                 for name, mode, port, pid in servers:
-                    mport = {"oborod": o_http, "merged": m_http}.get(name)
+                    mport = {"oborod": o_http, "per-read": m_http}.get(name)
                     d0 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
                     r = run_viewers(tool, mode, port, "bench", n, args.warmup, args.measure, pid, mport)
                     d1 = metric(mport, "oboro_hub_dropped_packets_total") if mport else 0
@@ -327,40 +370,29 @@ def main():
             for name in row:
                 if row[name]["ok"]:
                     best[name] = row[name]
-            o, m, g = row["oborod"], row["merged"], row["nginx"]
+            o, m, g = row["oborod"], row["per-read"], row["nginx"]
             cell = lambda r: "%5.2f %7.1f %-5s %4.0f%%" % (r["cpu"], r["us_per_viewer_s"], r["ok"], 100 * r["min"] / expected)
-            print("%-7d | %-30s | %-30s | %-30s | %.2fx, %.2fx (flush)"
+            print("%-7d | %-30s | %-30s | %-30s | %.2fx, %.2fx (flush 0)"
                   % (n, cell(o), cell(m), cell(g), g["us_per_viewer_s"] / o["us_per_viewer_s"],
                      g["us_per_viewer_s"] / m["us_per_viewer_s"]), flush=True)
-            for name in ("oborod", "merged"):
-                lat = row[name]["lat"]
-                print("        %s server-added latency: p50 %d us, p99 %d us, max %d us"
-                      % (name, lat["p50"], lat["p99"], lat["max"]))
-        for name in ("oborod", "merged", "nginx"):
+            for name in ("oborod", "per-read"):
+                r = row[name]
+                lat = r["lat"]
+                print("        %-8s server-added latency: p50 %d us, p99 %d us, max %d us; merged %s, fan-out %.1f%% of the loop"
+                      % (name, lat["p50"], lat["p99"], lat["max"], "yes" if r["merged"] else "no", r["load"]))
+        for name in ("oborod", "per-read", "nginx"):
             b = best[name]
             if b:
                 print("# %s: largest N without drops %d, viewers per core %.0f" % (name, b["viewers"], b["per_core"]))
             else:
                 print("# %s: no level was served without drops" % name)
-        for name in ("oborod", "merged"):
+        for name in ("oborod", "per-read"):
             if best[name] and best["nginx"]:
                 print("# viewers per core, %s / nginx-rtmp: %.2fx" % (name, best[name]["per_core"] / best["nginx"]["per_core"]))
 
-        # glass-to-glass over HTTP-FLV (no encoder or decoder: publisher
-        # socket to viewer socket), idle and with viewers attached
-        for name, hport, rport in (("oborod", o_http, o_rtmp), ("merged", m_http, m_rtmp)):
-            for n in (0, args.probe_viewers):
-                load = None
-                if n:
-                    load = subprocess.Popen([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "6"],
-                                            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-                    procs.append(load)
-                    time.sleep(1.5)
-                ms = latency_probe(hport, rport, 4)
-                if load:
-                    load.wait()
-                print("# %s probe over HTTP-FLV, %d other viewers: %d samples, p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-                      % (name, n, len(ms), pct(ms, 0.5), pct(ms, 0.99), ms[-1] if ms else float("nan")), flush=True)
+        # with the viewers of the levels attached
+        for name, hport, rport in (("oborod", o_http, o_rtmp), ("per-read", m_http, m_rtmp)):
+            probe_row(tool, name, hport, rport, args.probe_viewers)
 
     finally:
         cleanup()

@@ -195,6 +195,62 @@ class RtmpPlaybackTest(unittest.TestCase):
             _, _, m = self.d.http_get("/metrics")
             self.assertIn('oboro_hub_viewers{proto="flv"} 1', m.decode())
 
+    def test_merged_writes_only_under_load(self):
+        """A stream that costs the loop next to nothing writes every read to
+        its viewers at once (lowest latency); viewer-merge-load 0 forces
+        merged writes, and back at the default the stream, measured while
+        merged, returns to per-read writes."""
+        def stream():
+            return self.d.http_json("/api/streams/main")[1]
+
+        def wait_merged(want):
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                st = stream()
+                if st["merged"] == want:
+                    return st
+                time.sleep(0.1)
+            self.fail("merged never became %s: %s" % (want, st))
+
+        def metric(name):
+            for line in self.d.http_get("/metrics")[2].decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+            self.fail("no metric " + name)
+
+        switches = metric("oboro_hub_merge_switches_total")
+        with urllib.request.urlopen(self.d.url("/live/main.flv"), timeout=10) as r:
+            r.read(13)
+            time.sleep(1.5)   # longer than the hub's one-second window
+            st = stream()
+            self.assertFalse(st["merged"], st)
+            self.assertLess(st["fanout_load_pct"], 10)
+            self.assertEqual(metric("oboro_hub_merged_streams"), 0)
+            self.assertEqual(metric("oboro_hub_merge_switches_total"), switches)
+            try:
+                self.assertIn(b"OK", self.d.redis_cli("CONFIG", "SET", "viewer-merge-load", "0").stdout)
+                wait_merged(True)
+                self.assertEqual(metric("oboro_hub_merged_streams"), 1)
+                r.read(65536)   # still playing
+                # merged writes are well-formed for new viewers of both kinds
+                s = probe(self.d.url("/live/main.flv"))
+                self.assertEqual((s["video"]["codec_name"], s["audio"]["codec_name"]), ("h264", "aac"))
+                s = probe("rtmp://127.0.0.1:%d/live/main" % self.d.rtmp_port)
+                self.assertEqual((s["video"]["width"], s["audio"]["codec_name"]), (1280, "aac"))
+                # ... and lose nothing: held packets keep their order
+                with urllib.request.urlopen(self.d.url("/live/main.flv"), timeout=10) as r2:
+                    r2.read(13)
+                    dts = read_video_ts(r2, 60)
+                gaps = [b - a for a, b in zip(dts, dts[1:])]
+                self.assertTrue(all(30 <= g <= 37 for g in gaps), gaps)
+                self.assertTrue(stream()["merged"])
+            finally:
+                self.d.redis_cli("CONFIG", "SET", "viewer-merge-load", "10")
+            wait_merged(False)
+            self.assertEqual(metric("oboro_hub_merged_streams"), 0)
+            self.assertEqual(metric("oboro_hub_merge_switches_total"), switches + 2)
+            r.read(65536)
+
     def test_http10_close_delimited(self):
         s = socket.create_connection(("127.0.0.1", self.d.http_port), timeout=10)
         s.sendall(b"GET /live/main.flv HTTP/1.0\r\n\r\n")

@@ -19,6 +19,7 @@ typedef struct fake {
     size_t queued;             /* what queued() reports */
     int ended;
     int flushes;
+    uint64_t spin_us;          /* each packet costs this much loop time */
     char reason[16];
 } fake_t;
 
@@ -26,7 +27,15 @@ static int f_packet(tc_sub_t *sub, tc_pkt_t *p)
 {
     fake_t *f = (fake_t *)sub;
 
-    ck_assert_int_lt(f->n, 256);
+    uint64_t t0 = core_mono_us();
+
+    while (f->spin_us > 0 && core_mono_us() - t0 < f->spin_us)
+        ;
+    if (f->n == 256) {
+        tc_pkt_unref(f->got[0]);   /* keep the most recent ones */
+        memmove(f->got, f->got + 1, 255 * sizeof(f->got[0]));
+        f->n--;
+    }
     f->got[f->n++] = tc_pkt_ref(p);
     return 0;
 }
@@ -156,6 +165,7 @@ START_TEST(merged_writes)
     struct timeval tv = {0, 60 * 1000};
 
     conf.viewer_flush_ms = 20;
+    conf.viewer_merge_load = 0;        /* always merge */
     push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
     tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV);
     ck_assert_int_eq(f.flushes, 1);
@@ -163,11 +173,14 @@ START_TEST(merged_writes)
         push(s, FLV_TAG_VIDEO, (uint32_t)(i * 33), avc_inter, sizeof(avc_inter));
         tc_hub_flush(s);
     }
-    ck_assert_int_eq(f.flushes, 1);    /* held back ... */
+    /* the first read after a quiet spell is written at once, the next
+     * ones within viewer-flush-ms are held back ... */
+    ck_assert_int_eq(f.flushes, 2);
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
-    ck_assert_int_eq(f.flushes, 2);    /* ... and written once */
+    ck_assert_int_eq(f.flushes, 3);    /* ... and written once */
     ck_assert_int_eq(f.n, 4);
+    ck_assert_int_eq(s->merged, 1);
     tc_hub_detach(&f.sub);
     fake_clear(&f);
 }
@@ -361,6 +374,172 @@ START_TEST(auth)
 }
 END_TEST
 
+/* ---- fan-out load and the merge decision -------------------------------- */
+
+#define MS 1000u
+#define T0 ((uint64_t)5000000000u)
+
+START_TEST(load_window)
+{
+    tc_load_t l;
+
+    tc_load_init(&l, T0);
+    tc_load_add(&l, T0 + 100 * MS, 100 * MS);
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 500 * MS), -1);   /* too little history */
+    /* window [T0, T0+800ms): 100 ms busy of 800 */
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 800 * MS), 125);
+    /* [T0+250ms, T0+1100ms): the busy bucket has slid out */
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 1100 * MS), 0);
+    tc_load_add(&l, T0 + 1200 * MS, 300 * MS);
+    tc_load_add(&l, T0 + 1300 * MS, 150 * MS);
+    /* [T0+750ms, T0+1500ms): 450 ms busy of 750 */
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 1500 * MS), 600);
+    /* [T0+1000ms, T0+1999ms): the same 450 ms of 999 */
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 1999 * MS), 450);
+    tc_load_add(&l, T0 + 2000 * MS, 5000 * MS);
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 2000 * MS), 1000);   /* capped */
+    /* a gap longer than the window forgets everything */
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 60000 * MS), 0);
+    /* a clock that goes back counts as now */
+    tc_load_add(&l, T0 + 59000 * MS, 100 * MS);
+    ck_assert_int_eq(tc_load_permille(&l, T0 + 60000 * MS), 100 * 1000 / 750);
+}
+END_TEST
+
+static const struct {
+    int merged, threshold, hub_pm, stream_pm, want;
+} decide_cases[] = {
+    {0, 0, -1, -1, 1},       /* 0: always merge, even without history */
+    {1, 0, 0, 0, 1},
+    {0, 100, 1000, 1000, 0}, /* 100: never */
+    {1, 100, 1000, 1000, 0},
+    {1, 150, 1000, 1000, 0},
+    {0, 10, -1, 500, 0},     /* too little history keeps the mode */
+    {1, 10, 0, -1, 1},
+    {0, 10, 100, 100, 0},    /* at the threshold: not yet */
+    {0, 10, 101, 10, 1},     /* over it, the stream a tenth of it */
+    {0, 10, 101, 9, 0},      /* a stream that costs next to nothing */
+    {0, 10, 900, 9, 0},
+    {0, 10, 60, 60, 0},      /* between a quarter and the whole: stays */
+    {1, 10, 60, 60, 1},
+    {1, 10, 25, 3, 1},       /* merged: stays down to a quarter ... */
+    {1, 10, 24, 500, 0},     /* ... and a fortieth for the stream */
+    {1, 10, 500, 2, 0},
+    {0, 50, 501, 50, 1},
+    {1, 50, 124, 500, 0},
+    {1, 50, 125, 13, 1},
+};
+
+START_TEST(merge_decide)
+{
+    for (size_t i = 0; i < sizeof(decide_cases) / sizeof(decide_cases[0]); i++)
+        ck_assert_msg(tc_merge_decide(decide_cases[i].merged, decide_cases[i].threshold,
+                                      decide_cases[i].hub_pm, decide_cases[i].stream_pm) ==
+                          decide_cases[i].want,
+                      "case %zu", i);
+}
+END_TEST
+
+/* One publisher read: a video frame and an audio frame, then the flush. */
+static void read_batch(tc_stream_t *s, uint32_t ts)
+{
+    push(s, FLV_TAG_VIDEO, ts, ts % 1000 == 0 ? avc_key : avc_inter, sizeof(avc_inter));
+    push(s, FLV_TAG_AUDIO, ts, aac_raw, sizeof(aac_raw));
+    tc_hub_flush(s);
+}
+
+START_TEST(idle_stream_writes_per_read)
+{
+    tc_stream_t *s = publish("idle");
+    fake_t f[3];
+    uint64_t end = core_mono_us() + 1300 * MS;
+    uint32_t ts = 0;
+    int reads = 0;
+
+    memset(f, 0, sizeof(f));
+    conf.viewer_flush_ms = 40;
+    conf.viewer_merge_load = 10;
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    for (int i = 0; i < 3; i++)
+        tc_hub_attach(s, &f[i].sub, &fops, TC_PROTO_FLV);
+    /* longer than a window: the hub has measured and decided */
+    while (core_mono_us() < end) {
+        ts += 10;
+        read_batch(s, ts);
+        reads++;
+        usleep(10 * 1000);
+    }
+    ck_assert_int_eq(s->merged, 0);
+    ck_assert_uint_eq(s->merge_switches, 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(f[i].flushes, 1 + reads);  /* every read written at once */
+    /* forced: viewer-merge-load 0 merges from the next read (held: the
+     * last write is younger than viewer-flush-ms) */
+    conf.viewer_merge_load = 0;
+    conf.viewer_flush_ms = 1000;
+    read_batch(s, ts + 10);
+    ck_assert_int_eq(s->merged, 1);
+    ck_assert_int_eq(hub.nmerged, 1);
+    ck_assert_int_eq(f[0].flushes, 1 + reads);      /* held for the timer */
+    /* viewer-flush-ms 0 never merges; what was held goes at once */
+    conf.viewer_flush_ms = 0;
+    read_batch(s, ts + 20);
+    ck_assert_int_eq(s->merged, 0);
+    ck_assert_int_eq(hub.nmerged, 0);
+    ck_assert_int_eq(f[0].flushes, 1 + reads + 1);
+    for (int i = 0; i < 3; i++) {
+        tc_hub_detach(&f[i].sub);
+        fake_clear(&f[i]);
+    }
+}
+END_TEST
+
+START_TEST(busy_stream_merges_then_recovers)
+{
+    tc_stream_t *s = publish("busy");
+    fake_t f = {0};
+    uint64_t deadline;
+    uint32_t ts = 0;
+    int held;
+
+    conf.viewer_flush_ms = 40;
+    conf.viewer_merge_load = 10;
+    push(s, FLV_TAG_VIDEO, 0, avc_key, sizeof(avc_key));
+    tc_hub_attach(s, &f.sub, &fops, TC_PROTO_FLV);
+    /* writing to this viewer takes most of the loop: 2 x 10 ms per read */
+    f.spin_us = 10 * MS;
+    deadline = core_mono_us() + 5000 * MS;
+    while (!s->merged && core_mono_us() < deadline) {
+        ts += 20;
+        read_batch(s, ts);
+        usleep(2 * 1000);
+    }
+    ck_assert_int_eq(s->merged, 1);
+    ck_assert_uint_eq(s->merge_switches, 1);
+    conf.viewer_flush_ms = 1000;       /* however slow this machine is */
+    held = f.flushes;
+    ts += 20;
+    read_batch(s, ts);
+    ck_assert_int_eq(f.flushes, held);     /* merged: the timer writes */
+    /* the load goes away: back to per-read writes after a window of
+     * measurement in merged mode */
+    f.spin_us = 0;
+    deadline = core_mono_us() + 5000 * MS;
+    while (s->merged && core_mono_us() < deadline) {
+        ts += 20;
+        read_batch(s, ts);
+        usleep(20 * 1000);
+    }
+    ck_assert_int_eq(s->merged, 0);
+    ck_assert_uint_eq(s->merge_switches, 2);
+    held = f.flushes;
+    read_batch(s, ts + 20);
+    ck_assert_int_eq(f.flushes, held + 1);
+    tc_hub_detach(&f.sub);
+    fake_clear(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("transcoder/hub");
@@ -376,6 +555,14 @@ static Suite *suite(void)
     tcase_add_test(tc, republish_in_grace_keeps_viewers);
     tcase_add_test(tc, metadata_and_rtmp_form);
     tcase_add_test(tc, malformed_media_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("merge");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, load_window);
+    tcase_add_test(tc, merge_decide);
+    tcase_add_test(tc, idle_stream_writes_per_read);
+    tcase_add_test(tc, busy_stream_merges_then_recovers);
     suite_add_tcase(s, tc);
     tc = tcase_create("auth");
     tcase_add_test(tc, auth);
