@@ -84,10 +84,13 @@ struct cache_raft {
     int lock_fd;                         /* flock on dir/oboro.lock */
     int last_state;
     uint64_t announced_term;
-    /* the batch being filled in this loop iteration */
+    /* the open batch: filled in this loop iteration, and held across
+     * iterations while an append is in flight */
     round_t *cur;
     unsigned char *cur_buf;
     size_t cur_len, cur_cap;
+    uint64_t cur_since;                  /* core_mono_ms() when it opened */
+    uint64_t timer_at;                   /* uv_now() deadline the timer is armed for */
     /* the reads waiting for this iteration's barrier */
     round_t *reads;
     round_t *pool;
@@ -234,15 +237,59 @@ static int errno_of(int raft_rv)
 
 static void check_role(cache_raft_t *r);
 
+static void flush_batch(cache_raft_t *r);
+
+/* Nonzero while the disk write of an entry appended on this node has not
+ * completed (libraft's last_stored trails its last index). */
+static int append_inflight(cache_raft_t *r)
+{
+    return r->raft.last_stored < raft_last_index(&r->raft);
+}
+
+int cache_raft_batch_hold(int leader, int appending, size_t bytes, unsigned proposals,
+                          uint64_t held_ms)
+{
+    if (!leader || !appending)
+        return 0;
+    if (bytes >= CACHE_RAFT_HOLD_MAX_BYTES || proposals >= CACHE_RAFT_HOLD_MAX_PROPOSALS)
+        return 0;
+    return held_ms < CACHE_RAFT_HOLD_MAX_MS;
+}
+
+static int hold_batch(cache_raft_t *r, uint64_t now_ms)
+{
+    if (r->cur == NULL || r->closing)
+        return 0;
+    return cache_raft_batch_hold(raft_state(&r->raft) == RAFT_LEADER, append_inflight(r),
+                                 r->cur_len, r->cur->n, now_ms - r->cur_since);
+}
+
+/* Follow uv_backend_timeout() with the libevent timer; the timer is only
+ * touched when the deadline moved (most pumps leave it where it was). A
+ * held batch caps the timeout at the end of its hold. */
 static void rearm(cache_raft_t *r)
 {
     int t = uv_backend_timeout(&r->uv);
+    uint64_t at;
     struct timeval tv;
 
+    if (r->cur != NULL) {
+        uint64_t held = core_mono_ms() - r->cur_since;
+        int left = held >= CACHE_RAFT_HOLD_MAX_MS ? 0 : (int)(CACHE_RAFT_HOLD_MAX_MS - held);
+
+        if (t < 0 || left < t)
+            t = left;
+    }
     if (t < 0) {
-        evtimer_del(r->uv_timer);
+        if (r->timer_at != UINT64_MAX)
+            evtimer_del(r->uv_timer);
+        r->timer_at = UINT64_MAX;
         return;
     }
+    at = uv_now(&r->uv) + (uint64_t)t;
+    if (at == r->timer_at && t > 0 && evtimer_pending(r->uv_timer, NULL))
+        return;
+    r->timer_at = at;
     tv.tv_sec = t / 1000;
     tv.tv_usec = (t % 1000) * 1000;
     evtimer_add(r->uv_timer, &tv);
@@ -253,6 +300,9 @@ static void pump(cache_raft_t *r)
     uv_run(&r->uv, UV_RUN_NOWAIT);
     if (r->closing)
         return;
+    /* the write the open batch waited for is done: propose it now */
+    if (r->cur != NULL && !hold_batch(r, core_mono_ms()))
+        flush_batch(r);
     check_role(r);
     rearm(r);
 }
@@ -401,13 +451,28 @@ static void flush_reads(cache_raft_t *r)
         round_complete(r, b, errno_of(rv));
 }
 
+/* End of a loop iteration with proposals or reads: the batch becomes an
+ * entry unless it waits for the append in flight (pump() proposes it when
+ * that write completes). */
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     cache_raft_t *r = arg;
+    int fed = 0;
 
-    flush_batch(r);
-    flush_reads(r);
-    pump(r);
+    if (r->cur != NULL && !hold_batch(r, core_mono_ms())) {
+        flush_batch(r);
+        fed = 1;
+    }
+    if (r->reads != NULL) {
+        flush_reads(r);
+        fed = 1;
+    }
+    /* a held batch gave libuv nothing to do: no uv_run, and the timer
+     * already ends its hold */
+    if (fed)
+        pump(r);
+    else
+        rearm(r);
 }
 
 static void schedule_flush(cache_raft_t *r)
@@ -442,7 +507,7 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
         memset(r->cur_buf, 0, CACHE_RAFT_ENTRY_HDR);
         r->cur_buf[0] = CACHE_RAFT_ENTRY_BATCH;
         r->cur_len = CACHE_RAFT_ENTRY_HDR;
-        schedule_flush(r);
+        r->cur_since = core_mono_ms();
     }
     if (r->cur_len + 4 + len > r->cur_cap) {
         size_t cap = r->cur_cap * 2;
@@ -466,6 +531,9 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
     memcpy(r->cur_buf + r->cur_len + 4, buf, len);
     r->cur_len += 4 + len;
     r->commands++;
+    /* every iteration with a proposal ends in flush_cb, which proposes the
+     * batch or holds it (bounds checked there) */
+    schedule_flush(r);
     return 0;
 }
 
@@ -1009,10 +1077,20 @@ static int count_corrupt(const char *dir)
     return n;
 }
 
+/* libraft 0.15 can run its I/O close callback twice when the open log
+ * segment finishes closing after the I/O layer reported itself closed
+ * (upstream issue canonical/raft#341): the second run frees the address,
+ * the log and the configuration again. What the first run freed is cleared
+ * here, so a second run frees nothing (raft_free(NULL), an empty log and
+ * an empty configuration). Seen as a crash at shutdown after a write load. */
 static void close_cb(struct raft *raft)
 {
     cache_raft_t *r = raft->data;
 
+    raft->address = NULL;
+    memset(&raft->log, 0, sizeof(raft->log));
+    raft->configuration.servers = NULL;
+    raft->configuration.n = 0;
     r->closed = 1;
 }
 
@@ -1165,6 +1243,9 @@ void cache_raft_free(cache_raft_t **rp)
 
     if (r == NULL)
         return;
+    /* first: the callbacks below may propose again (a client's next
+     * pipelined write), which must fail instead of opening a batch */
+    r->closing = 1;
     if (r->cur != NULL) {
         round_t *b = r->cur;
 
@@ -1179,7 +1260,6 @@ void cache_raft_free(cache_raft_t **rp)
         r->reads = NULL;
         round_complete(r, b, -ESHUTDOWN);
     }
-    r->closing = 1;
     if (r->uv_io != NULL)
         event_free(r->uv_io);
     if (r->uv_timer != NULL)

@@ -81,6 +81,25 @@ typedef struct cache_raft_sm {
     uint64_t snapshots_taken, snapshots_restored, entries_applied;
 } cache_raft_sm_t;
 
+/* Group commit across loop iterations. The open batch (the proposals of
+ * this iteration) becomes one log entry at the end of the iteration,
+ * unless an entry this node appended is still on its way to the disk: then
+ * it is held, grows with the proposals of later iterations, and is
+ * proposed as soon as that write completes, so that each disk write
+ * carries one entry. It is proposed at once when nothing is in flight (an
+ * idle disk adds no latency), when this node is not the leader (the
+ * proposals fail at once), past these bounds, and once it has waited
+ * CACHE_RAFT_HOLD_MAX_MS whatever the disk does. */
+#define CACHE_RAFT_HOLD_MAX_BYTES (1u << 20)
+#define CACHE_RAFT_HOLD_MAX_PROPOSALS 1024u
+#define CACHE_RAFT_HOLD_MAX_MS 50u
+
+/* Nonzero when an open batch of bytes and proposals, open for held_ms,
+ * waits for the append in flight (appending nonzero) instead of becoming a
+ * log entry now. leader: this node leads. Pure. */
+int cache_raft_batch_hold(int leader, int appending, size_t bytes, unsigned proposals,
+                          uint64_t held_ms);
+
 /* Set up sm around user (copied). dir: where fork-mode snapshots are
  * staged (may be NULL when fork_mode is 0). Returns 0 or -ENAMETOOLONG. */
 int cache_raft_sm_init(cache_raft_sm_t *sm, const cache_raft_fsm_t *user, const char *dir,

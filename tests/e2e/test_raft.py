@@ -239,6 +239,39 @@ class SingleNodeTest(unittest.TestCase):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def test_concurrent_clients_read_their_writes(self):
+        # writes of many loop iterations share a log entry while an append
+        # is on its way to the disk: every client still reads its own
+        # writes on its connection, and its replies come back in order
+        with Oborod() as d:
+            errors = []
+
+            def client(n):
+                try:
+                    r = redis.Redis(host="127.0.0.1", port=d.port, socket_timeout=10)
+                    for i in range(150):
+                        p = r.pipeline(transaction=False)
+                        p.set("c%d:k%d" % (n, i % 10), "v%d" % i)
+                        p.incr("c%d:n" % n)
+                        p.get("c%d:k%d" % (n, i % 10))
+                        p.get("c%d:n" % n)
+                        out = p.execute()
+                        if out != [True, i + 1, b"v%d" % i, b"%d" % (i + 1)]:
+                            errors.append((n, i, out))
+                            return
+                except Exception as e:  # reported below, not swallowed
+                    errors.append((n, repr(e)))
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            r = redis.Redis(host="127.0.0.1", port=d.port, socket_timeout=5)
+            for n in range(12):
+                self.assertEqual(r.get("c%d:n" % n), b"150")
+
 
 class StartupErrorsTest(unittest.TestCase):
     def test_dir_and_raft_port_in_use(self):
