@@ -537,9 +537,31 @@ int cache_raft_propose(void *impl, const void *buf, size_t len, cache_raft_done_
     return 0;
 }
 
+/* This node leads and is the configuration's only voter. Nobody else can
+ * be elected until a configuration entry adds a voter, and libraft uses a
+ * configuration as soon as it is appended: until then every committed
+ * write is applied before it is acknowledged, so the keyspace is the
+ * committed state and a read needs no barrier (which would append an entry
+ * and wait for the disk). */
+static int sole_voter(cache_raft_t *r)
+{
+    const struct raft_configuration *cfg = &r->raft.configuration;
+    unsigned voters = 0;
+    int self = 0;
+
+    if (raft_state(&r->raft) != RAFT_LEADER)
+        return 0;
+    for (unsigned i = 0; i < cfg->n; i++)
+        if (cfg->servers[i].role == RAFT_VOTER) {
+            voters++;
+            self |= cfg->servers[i].id == r->raft.id;
+        }
+    return voters == 1 && self;
+}
+
 int cache_raft_linearizable(cache_raft_t *r)
 {
-    return r->conf->read_mode == CACHE_RAFT_READ_LINEARIZABLE;
+    return r->conf->read_mode == CACHE_RAFT_READ_LINEARIZABLE && !sole_voter(r);
 }
 
 int cache_raft_barrier(cache_raft_t *r, cache_raft_done_cb done, void *arg)

@@ -137,7 +137,9 @@ size_t cache_raft_redirect(cache_raft_t *r, char *buf, size_t len);
  * -ENOTCONN when not leader, -ENOMEM. */
 int cache_raft_barrier(cache_raft_t *r, cache_raft_done_cb done, void *arg);
 
-/* Nonzero when raft-read-mode is linearizable (reads wait for a barrier). */
+/* Nonzero when a read must wait for a barrier: raft-read-mode is
+ * linearizable and this node is not the leader of a single-voter shard
+ * (whose keyspace is always the committed state). */
 int cache_raft_linearizable(cache_raft_t *r);
 
 /* Membership (leader only): add a voter id at host:port (Raft address),

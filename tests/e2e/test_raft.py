@@ -273,6 +273,23 @@ class SingleNodeTest(unittest.TestCase):
                 self.assertEqual(r.get("c%d:n" % n), b"150")
 
 
+    def test_single_voter_reads_append_nothing(self):
+        # the only voter of a shard cannot be deposed without a new
+        # configuration entry: its reads need no barrier entry in the log
+        # (no disk write per read), and they still see every write
+        with Oborod() as d:
+            r = redis.Redis(host="127.0.0.1", port=d.port, socket_timeout=5)
+            r.set("k", "v1")
+            before = int(raft_info(r)["raft_last_log_index"])
+            for i in range(50):
+                self.assertEqual(r.get("k"), b"v1")
+                self.assertEqual(r.exists("k"), 1)
+            self.assertEqual(int(raft_info(r)["raft_last_log_index"]), before)
+            r.set("k", "v2")
+            self.assertEqual(r.get("k"), b"v2")
+            self.assertEqual(int(raft_info(r)["raft_last_log_index"]), before + 1)
+
+
 class StartupErrorsTest(unittest.TestCase):
     def test_dir_and_raft_port_in_use(self):
         with Oborod() as d:
@@ -306,6 +323,11 @@ class ThreeNodeTest(unittest.TestCase):
         r.set("greeting", "hello")
         info = raft_info(r)
         self.assertEqual(info["raft_num_nodes"], "3")
+        # with three voters a linearizable read goes through a barrier
+        # entry: the leader checks with a quorum that it still leads
+        idx = int(info["raft_last_log_index"])
+        self.assertEqual(r.get("greeting"), b"hello")
+        self.assertGreater(int(raft_info(r)["raft_last_log_index"]), idx)
         self.assertIn("match_index=", info["raft_node0"])
         # followers redirect to the leader's RESP port, RedisRaft's way
         f = (l + 1) % 3
