@@ -398,6 +398,12 @@ int core_conf_load_args(core_conf_t *c, int argc, char **argv,
 
 void core_conf_print_help(const core_conf_t *c, FILE *out)
 {
+    int width = 24;
+
+    /* one column for every name, however long the longest is */
+    for (size_t i = 0; i < c->n; i++)
+        if ((int)strlen(c->v[i].def->name) > width)
+            width = (int)strlen(c->v[i].def->name);
     for (size_t i = 0; i < c->n; i++) {
         const core_conf_def_t *d = c->v[i].def;
         char def[64];
@@ -406,7 +412,7 @@ void core_conf_print_help(const core_conf_t *c, FILE *out)
             snprintf(def, sizeof(def), "%s", (d->defval && d->defval[0]) ? "(set)" : "\"\"");
         else
             snprintf(def, sizeof(def), "%s", (d->defval && d->defval[0]) ? d->defval : "\"\"");
-        fprintf(out, "  --%-24s %-14s %s%s\n", d->name, def, d->help,
+        fprintf(out, "  --%-*s %-14s %s%s\n", width, d->name, def, d->help,
                 (d->flags & CORE_CONF_RUNTIME) ? " [runtime]" : "");
     }
 }
