@@ -24,10 +24,18 @@ def free_port():
     return port
 
 
-def _spawn(cmd, **kw):
+def spawn(cmd, **kw):
+    """Start cmd in a process group of its own; cleanup() stops it."""
     p = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
     _procs.append(p)
     return p
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _tmp(prefix):
@@ -37,12 +45,19 @@ def _tmp(prefix):
 
 
 def cleanup():
+    """Stop every process started here: SIGTERM (servers shut down the way
+    they would in production), SIGKILL after 5 s; then the temporary dirs."""
     for p in _procs:
         if p.poll() is None:
             try:
-                os.killpg(p.pid, signal.SIGKILL)
+                os.killpg(p.pid, signal.SIGTERM)
             except OSError:
                 pass
+    for p in _procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()
     del _procs[:]
     for d in _tmps:
@@ -74,7 +89,7 @@ def start_oborod(build):
     """Returns dict(pid, port, rtmp_port, http_port)."""
     tmp = _tmp("oboro-bench-d-")
     d = {"port": free_port(), "rtmp_port": free_port(), "http_port": free_port()}
-    p = _spawn([os.path.join(build, "cmd", "oborod"), "--port", str(d["port"]),
+    p = spawn([os.path.join(build, "cmd", "oborod"), "--port", str(d["port"]),
                 "--rtmp-port", str(d["rtmp_port"]), "--http-port", str(d["http_port"]),
                 "--raft-port", str(free_port()), "--dir", os.path.join(tmp, "data"),
                 "--loglevel", "warning"],
@@ -94,7 +109,7 @@ def start_oborod(build):
 def start_redis():
     tmp = _tmp("oboro-bench-r-")
     port = free_port()
-    p = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    p = spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", tmp],
                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait(lambda: _connects(port), 10, "redis-server")
@@ -122,7 +137,7 @@ def start_nginx_rtmp():
                 "  server { listen 127.0.0.1:%(h)d;\n"
                 "    location /hls/ { alias %(t)s/hls/; add_header Cache-Control no-cache; } } }\n"
                 % {"t": tmp, "r": n["rtmp_port"], "h": n["http_port"], "tp": temp_paths})
-    p = _spawn(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = spawn(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     n["pid"] = p.pid
     _wait(lambda: _connects(n["rtmp_port"]), 10, "nginx")
     return n

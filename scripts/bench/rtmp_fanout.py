@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -35,43 +34,10 @@ import tempfile
 import threading
 import time
 
+from benchlib import cleanup, cpu_seconds, free_port, spawn
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OBOROD = os.environ.get("OBORO_BIN", os.path.join(ROOT, "build", "cmd", "oborod"))
-procs = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def spawn(cmd, **kw):
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-    procs.append(p)
-    return p
-
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except OSError:
-                pass
-    for p in procs:
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid):
@@ -117,9 +83,8 @@ def run_viewers(tool, mode, port, name, n, warm, measure, server_pid, api_port=N
     """Run the load tool; sample server CPU over its measurement window and,
     for oborod, its server-added latency near the end of the window (the
     API keeps the most recent 8192 samples)."""
-    p = subprocess.Popen([tool, mode, "127.0.0.1", str(port), name, str(n), str(warm), str(measure)],
-                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    procs.append(p)
+    p = spawn([tool, mode, "127.0.0.1", str(port), name, str(n), str(warm), str(measure)],
+              stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert "measuring" in line, line
     c0, t0 = cpu_seconds(server_pid), time.time()
@@ -227,9 +192,8 @@ def probe_row(tool, name, hport, rport, n):
     writes while the loaded stream merges."""
     load = None
     if n:
-        load = subprocess.Popen([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "7"],
-                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        procs.append(load)
+        load = spawn([tool, "flv", "127.0.0.1", str(hport), "bench", str(n), "1", "7"],
+                     stdout=subprocess.DEVNULL)
         time.sleep(2.5)
     ms, body = latency_probe(hport, rport, 4, lambda: get_json(hport, "/api/streams"))
     lat = body["latency_us"]
@@ -318,9 +282,8 @@ def main():
         res = {}
         for name, mode, port, pid in (("oborod", "flv", o_http, od.pid), ("nginx", "rtmp", n_port, ng.pid)):
             before = rss_kib(pid)
-            p = subprocess.Popen([tool, mode, "127.0.0.1", str(port), "idle", str(args.idle), "2", "2"],
-                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-            procs.append(p)
+            p = spawn([tool, mode, "127.0.0.1", str(port), "idle", str(args.idle), "2", "2"],
+                      stdout=subprocess.PIPE, text=True)
             p.stdout.readline()
             during = rss_kib(pid)
             p.wait()
