@@ -151,9 +151,23 @@ static inline void lf_flip_each_byte(cache_ks_t *src, uint64_t now_ms)
     evbuffer_free(s);
 }
 
+/* The keyspace each test of a live-type suite runs on (lf_setup makes it,
+ * lf_teardown frees it and checks that the suite's values left nothing). */
+static cache_ks_t *ks;
+static int64_t lf_base_values;
+
+static inline void lf_setup(void)
+{
+    lf_base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
+    ks = cache_ks_new();
+    ck_assert(ks != NULL);
+}
+
 static inline void lf_teardown(void)
 {
+    cache_ks_free(&ks);
     out_free(&lf_out);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), lf_base_values);
 }
 
 #endif

@@ -10,23 +10,6 @@
 #include <event2/event.h>
 #include <stdint.h>
 
-static cache_ks_t *ks;
-static int64_t base_values;
-
-static void setup(void)
-{
-    base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
-    ks = cache_ks_new();
-    ck_assert(ks != NULL);
-}
-
-static void teardown(void)
-{
-    cache_ks_free(&ks);
-    lf_teardown();
-    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), base_values);
-}
-
 #define T0 1700000000000ull
 
 START_TEST(test_touch_count_leave)
@@ -317,7 +300,7 @@ static cache_server_t *shard_server(void)
 
 static void shard_setup(void)
 {
-    base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
+    lf_base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
     sloop = core_loop_new();
     ck_assert(sloop != NULL);
     leader = shard_server();
@@ -334,7 +317,7 @@ static void shard_teardown(void)
     for (int i = 0; i < 2; i++)
         cache_server_free(&fol[i]);
     core_loop_free(&sloop);
-    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), base_values);
+    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), lf_base_values);
 }
 
 static void brk(evutil_socket_t fd, short what, void *arg)
@@ -464,7 +447,7 @@ static Suite *presence_suite(void)
     TCase *tc = tcase_create("presence");
 
     tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, lf_setup, lf_teardown);
     tcase_add_test(tc, test_touch_count_leave);
     tcase_add_test(tc, test_logged_form);
     tcase_add_test(tc, test_sweep_and_mirror);

@@ -4,23 +4,6 @@
 #include <limits.h>
 #include <stdint.h>
 
-static cache_ks_t *ks;
-static int64_t base_values;
-
-static void setup(void)
-{
-    base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
-    ks = cache_ks_new();
-    ck_assert(ks != NULL);
-}
-
-static void teardown(void)
-{
-    cache_ks_free(&ks);
-    lf_teardown();
-    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), base_values);
-}
-
 #define T0 1700000000000ull /* a bucket boundary for every resolution used here */
 
 START_TEST(test_incr_get)
@@ -186,7 +169,7 @@ static Suite *wcount_suite(void)
     Suite *s = suite_create("cache/wcount");
     TCase *tc = tcase_create("wcount");
 
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, lf_setup, lf_teardown);
     tcase_add_test(tc, test_incr_get);
     tcase_add_test(tc, test_window_boundaries);
     tcase_add_test(tc, test_span_and_gaps);

@@ -5,23 +5,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static cache_ks_t *ks;
-static int64_t base_values;
-
-static void setup(void)
-{
-    base_values = core_mem_tag_live(CORE_TAG_CACHE_VALUES);
-    ks = cache_ks_new();
-    ck_assert(ks != NULL);
-}
-
-static void teardown(void)
-{
-    cache_ks_free(&ks);
-    lf_teardown();
-    ck_assert_int_eq(core_mem_tag_live(CORE_TAG_CACHE_VALUES), base_values);
-}
-
 #define T0 1700000000000ull /* a multiple of every resolution used here */
 #define S(n) ((uint64_t)(n) * 1000)
 
@@ -302,7 +285,7 @@ static Suite *wrank_suite(void)
     TCase *tc = tcase_create("wrank");
 
     tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, lf_setup, lf_teardown);
     tcase_add_test(tc, test_basic);
     tcase_add_test(tc, test_window_boundaries);
     tcase_add_test(tc, test_large_negative);
