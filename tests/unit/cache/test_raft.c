@@ -334,9 +334,29 @@ static struct raft_fixture fx;
 static kv_t fx_kv[FX_N];
 static cache_raft_sm_t fx_sm[FX_N];
 
-static void fx_setup(void)
+
+/* Node i of fixture f: a state machine over fsm (borrowed), grown into f. */
+static void fixture_add(struct raft_fixture *f, cache_raft_sm_t *sm, const cache_raft_fsm_t *fsm,
+                        unsigned i)
+{
+    ck_assert_int_eq(cache_raft_sm_init(sm, fsm, NULL, 0), 0);
+    ck_assert_int_eq(raft_fixture_grow(f, &sm->fsm), 0);
+    sm->raft = raft_fixture_get(f, i);
+}
+
+/* Bootstrap f with all its nodes as voters and start it. */
+static void fixture_start(struct raft_fixture *f)
 {
     struct raft_configuration cfg;
+
+    ck_assert_int_eq(raft_fixture_configuration(f, FX_N, &cfg), 0);
+    ck_assert_int_eq(raft_fixture_bootstrap(f, &cfg), 0);
+    raft_configuration_close(&cfg);
+    ck_assert_int_eq(raft_fixture_start(f), 0);
+}
+
+static void fx_setup(void)
+{
 
     cache_raft_heap_install();
     memset(fx_kv, 0, sizeof(fx_kv));
@@ -344,14 +364,9 @@ static void fx_setup(void)
     for (unsigned i = 0; i < FX_N; i++) {
         cache_raft_fsm_t f = kv_fsm(&fx_kv[i]);
 
-        ck_assert_int_eq(cache_raft_sm_init(&fx_sm[i], &f, NULL, 0), 0);
-        ck_assert_int_eq(raft_fixture_grow(&fx, &fx_sm[i].fsm), 0);
-        fx_sm[i].raft = raft_fixture_get(&fx, i);
+        fixture_add(&fx, &fx_sm[i], &f, i);
     }
-    ck_assert_int_eq(raft_fixture_configuration(&fx, FX_N, &cfg), 0);
-    ck_assert_int_eq(raft_fixture_bootstrap(&fx, &cfg), 0);
-    raft_configuration_close(&cfg);
-    ck_assert_int_eq(raft_fixture_start(&fx), 0);
+    fixture_start(&fx);
 }
 
 static void fx_teardown(void)
@@ -540,7 +555,6 @@ static cache_conf_t cx_conf;
 
 static void cx_setup(void)
 {
-    struct raft_configuration cfg;
 
     cache_raft_heap_install();
     cx_loop = core_loop_new();
@@ -556,14 +570,9 @@ static void cx_setup(void)
         /* all == NULL: no Raft node of its own, the fixture is the log */
         ck_assert_int_eq(cache_server_new(&cx_srv[i], cx_loop, fd, &cx_conf, NULL), 0);
         cache_raft_server_fsm(cx_srv[i], &f);
-        ck_assert_int_eq(cache_raft_sm_init(&cx_sm[i], &f, NULL, 0), 0);
-        ck_assert_int_eq(raft_fixture_grow(&cx, &cx_sm[i].fsm), 0);
-        cx_sm[i].raft = raft_fixture_get(&cx, i);
+        fixture_add(&cx, &cx_sm[i], &f, i);
     }
-    ck_assert_int_eq(raft_fixture_configuration(&cx, FX_N, &cfg), 0);
-    ck_assert_int_eq(raft_fixture_bootstrap(&cx, &cfg), 0);
-    raft_configuration_close(&cfg);
-    ck_assert_int_eq(raft_fixture_start(&cx), 0);
+    fixture_start(&cx);
 }
 
 static void cx_teardown(void)
