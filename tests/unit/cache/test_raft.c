@@ -555,7 +555,6 @@ static cache_conf_t cx_conf;
 
 static void cx_setup(void)
 {
-
     cache_raft_heap_install();
     cx_loop = core_loop_new();
     cx_all = core_conf_new();
