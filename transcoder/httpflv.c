@@ -112,11 +112,6 @@ fail:
     return -1;
 }
 
-static void flush(tc_sub_t *sub)
-{
-    tc_sub_flush(sub);
-}
-
 static void end(tc_sub_t *sub, const char *reason)
 {
     tc_flv_viewer_t *v = VIEWER_OF(sub);
@@ -138,7 +133,7 @@ static void end(tc_sub_t *sub, const char *reason)
     viewer_free(v);
 }
 
-static const tc_sub_ops_t ops = {packet, queued, end, flush};
+static const tc_sub_ops_t ops = {packet, queued, end, tc_sub_flush};
 
 static void cors(struct evhttp_request *req)
 {
@@ -290,7 +285,7 @@ static void start_viewer(tc_server_t *srv, struct evhttp_request *req, tc_stream
     flv_header_encode(hdr, audio, video);
     evbuffer_add(v->tmp, hdr, sizeof(hdr));
     evhttp_send_reply_chunk(req, v->tmp);
-    /* from here on the body is written by packet() and flush() */
+    /* from here on the body is written by packet() and tc_sub_flush() */
     v->sub.conn.bev = evhttp_connection_get_bufferevent(v->conn);
     v->sub.conn.out = bufferevent_get_output(v->sub.conn.bev);
     v->sub.conn.fd = bufferevent_getfd(v->sub.conn.bev);

@@ -292,7 +292,11 @@ void tc_sub_flush(tc_sub_t *sub)
             w -= (ssize_t)len;
             tc_latency_record(now - p->arrival_us);
         } else {
-            queue_ref(p, sub->conn.out, iov[i].iov_base, len, (size_t)w);
+            /* without memory for the rest, the viewer would get a torn
+             * tag followed by whole ones: end its connection instead (the
+             * output's event reports it and the viewer is closed) */
+            if (queue_ref(p, sub->conn.out, iov[i].iov_base, len, (size_t)w) != 0)
+                shutdown(sub->conn.fd, SHUT_RDWR);
             w = 0;
             left = 1;
         }

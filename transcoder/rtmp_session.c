@@ -101,7 +101,7 @@ static void session_free(tc_rtmp_session_t *s)
 /* ---- output ------------------------------------------------------------- */
 
 /* Replies and control messages: libevent writes them when it can. Media
- * for a viewer is flushed by the hub instead (sub_flush). */
+ * for a viewer is flushed by the hub instead (tc_sub_flush). */
 static int out(tc_rtmp_session_t *s, const void *p, size_t n)
 {
     if (bufferevent_write(s->bev, p, n) != 0)
@@ -228,12 +228,7 @@ static void sub_end(tc_sub_t *sub, const char *reason)
     close_after_flush(s);
 }
 
-static void sub_flush(tc_sub_t *sub)
-{
-    tc_sub_flush(sub);
-}
-
-static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end, sub_flush};
+static const tc_sub_ops_t sub_ops = {sub_packet, sub_queued, sub_end, tc_sub_flush};
 
 /* ---- commands ----------------------------------------------------------- */
 
@@ -437,7 +432,8 @@ static int on_command(tc_rtmp_session_t *s, const uint8_t *p, size_t len)
             s->pub = NULL;
         }
         if (s->playing) {
-            tc_hub_detach(&s->sub);
+            tc_hub_detach(&s->sub);   /* held packets move to the output */
+            bufferevent_enable(s->bev, EV_WRITE);
             tc_waiter_cancel(&s->play_wait);
             s->playing = 0;
         }

@@ -388,6 +388,26 @@ START_TEST(lazy_framing_matches_eager)
         ck_assert_int_eq(lazy->chunk_hdr, eager->chunk_hdr);
         framed = lazy->chunk_hdr + tc_pkt_flv_len(lazy) + 2;
         ck_assert_mem_eq(lazy->flv - lazy->chunk_hdr, eager->flv - eager->chunk_hdr, framed);
+        /* and both are what FLV and HTTP/1.1 chunking say, spelled out here
+         * independently of the framing code */
+        {
+            char hdr[16];
+            const uint8_t *t = lazy->flv;
+            size_t tag = 11 + (size_t)n + 4;
+            uint32_t prev = 11 + n;
+
+            snprintf(hdr, sizeof(hdr), "%zx\r\n", tag);
+            ck_assert_uint_eq(tc_pkt_flv_len(lazy), tag);
+            ck_assert_uint_eq((size_t)lazy->chunk_hdr, strlen(hdr));
+            ck_assert_mem_eq(lazy->flv - lazy->chunk_hdr, hdr, strlen(hdr));
+            ck_assert_uint_eq(t[0], FLV_TAG_VIDEO);
+            ck_assert_uint_eq(((uint32_t)t[1] << 16) | ((uint32_t)t[2] << 8) | t[3], n);
+            ck_assert_uint_eq(((uint32_t)t[7] << 24) | ((uint32_t)t[4] << 16) |
+                              ((uint32_t)t[5] << 8) | t[6], 0x12345678u);
+            ck_assert_uint_eq(((uint32_t)t[tag - 4] << 24) | ((uint32_t)t[tag - 3] << 16) |
+                              ((uint32_t)t[tag - 2] << 8) | t[tag - 1], prev);
+            ck_assert_mem_eq(t + tag, "\r\n", 2);
+        }
         /* the payload moved into the tag and is still the same bytes */
         ck_assert_ptr_eq(tc_pkt_payload(lazy), lazy->flv + FLV_TAG_HEADER_LEN);
         ck_assert_mem_eq(tc_pkt_payload(lazy), src, n);
