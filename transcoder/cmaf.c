@@ -401,12 +401,17 @@ static int mux(tc_cmaf_t *c, int track, const pending_t *p, int64_t duration)
         /* an AAC frame is 1024 samples: millisecond timestamps would make
          * frames of 1014 and 1058 and leave holes a browser must jump
          * over; follow the sample clock while it stays within a frame of
-         * the source's, and never go back on it (a looped source steps
-         * back a little; a timestamp the muxer has passed would stop the
-         * stream's packaging) */
+         * the source's. A source that steps back further (a looped file)
+         * would hand the muxer a time it has passed, which stops the
+         * stream's packaging: its frames are dropped until the source is
+         * back at the sample clock, so audio stays in sync with video */
         int64_t frame = av_rescale_q(1024, (AVRational){1, c->audio_rate}, st->time_base);
 
-        if (c->a_next != INT64_MIN && pkt->dts - c->a_next <= frame)
+        if (c->a_next != INT64_MIN && pkt->dts < c->a_next - frame) {
+            av_packet_free(&pkt);
+            return 0;
+        }
+        if (c->a_next != INT64_MIN && llabs(pkt->dts - c->a_next) <= frame)
             pkt->dts = c->a_next;
         pkt->pts = pkt->dts;
         pkt->duration = frame;

@@ -356,10 +356,9 @@ START_TEST(audio_only)
 }
 END_TEST
 
-/* A looped source steps its audio clock back by a little more than a
- * frame: packaging goes on (timestamps stay increasing), it does not stop
- * the stream's LL-HLS output. */
-START_TEST(audio_steps_back)
+/* Package the audio of the clip make_flv() wrote, its timestamps stepped
+ * back by back_ms from the 40th frame on: every write must succeed. */
+static void package_audio_stepped(int64_t back_ms)
 {
     tc_cmaf_conf_t conf = {200, 1000, 10};
     feed_t f;
@@ -367,30 +366,38 @@ START_TEST(audio_steps_back)
     AVPacket *pkt = av_packet_alloc();
     AVRational ms = {1, 1000};
     int n = 0;
-    size_t segs;
 
-    make_flv();
     feed_open(&f);
     ck_assert_int_eq(tc_cmaf_new(&c, &conf, NULL, &f.a, 1, NULL, NULL), 0);
     while (av_read_frame(f.in, pkt) >= 0) {
         AVStream *st = f.in->streams[pkt->stream_index];
-        int64_t back = n >= 40 ? 25 : 0;   /* one AAC frame at 44.1/48 kHz is 21-24 ms */
+        int64_t back = n >= 40 ? back_ms : 0;
         tc_cmaf_packet_t p = {TC_CMAF_AUDIO, av_rescale_q(pkt->dts, st->time_base, ms) - back,
                               av_rescale_q(pkt->pts, st->time_base, ms) - back, 0, pkt->data,
                               (size_t)pkt->size};
 
         if (pkt->stream_index == f.aidx) {
-            ck_assert_int_eq(tc_cmaf_write(c, &p, 0), 0);
+            ck_assert_msg(tc_cmaf_write(c, &p, 0) == 0, "frame %d, stepped back %lld ms", n,
+                          (long long)back_ms);
             n++;
         }
         av_packet_unref(pkt);
     }
     av_packet_free(&pkt);
     ck_assert_int_gt(n, 100);
-    segs = tc_cmaf_nsegs(c);
-    ck_assert_uint_ge(segs, 4);
+    ck_assert_uint_ge(tc_cmaf_nsegs(c), 4);
     tc_cmaf_free(&c);
     avformat_close_input(&f.in);
+}
+
+/* A looped source steps its audio clock back, by a little more than a
+ * frame (25 ms) or by several (100 ms): packaging goes on, it does not
+ * stop the stream's LL-HLS output. */
+START_TEST(audio_steps_back)
+{
+    make_flv();
+    package_audio_stepped(25);
+    package_audio_stepped(100);
     rm_dir();
 }
 END_TEST
