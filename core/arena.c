@@ -1171,7 +1171,8 @@ static void *realloc_raw(void *p, size_t n)
 
         /* grow or shrink within the span's pages, at the span's own
          * granularity: accounting follows, a dropped tail leaves RSS */
-        if (n <= (size_t)s->npages * ARENA_PAGE && n >= (size_t)s->npages * ARENA_PAGE / 2) {
+        if (n <= (size_t)s->npages * ARENA_PAGE &&
+            (s->npages == 1 || n >= (size_t)s->npages * ARENA_PAGE / 2)) {
             size_t sz = large_size(n);
 
             if (sz != old) {

@@ -310,6 +310,13 @@ START_TEST(large_counts_its_pages)
     }
     /* grows and shrinks in place within its page, accounting following */
     memset(small, 2, 20000);
+    if (ARENA_MODE) {
+        char *same = core_realloc(CORE_TAG_TEST, small, 24000);
+
+        ck_assert_ptr_eq(same, small);
+        ck_assert_uint_eq(core_alloc_size(same), 24576);
+        ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, 24576);
+    }
     small = core_realloc(CORE_TAG_TEST, small, 50000);
     ck_assert_ptr_nonnull(small);
     ck_assert_int_eq(core_mem_tag_live(CORE_TAG_TEST) - before, (int64_t)core_alloc_size(small));
