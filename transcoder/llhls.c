@@ -701,20 +701,15 @@ static void hold(tc_llhls_stream_t *s, struct evhttp_request *req, int kind, uin
      * jitter); a blocking one as long as the spec allows */
     uint64_t ms = fresh ? 2ull * (uint64_t)s->h->conf->part_ms : 3000ull * target_duration(s);
 
-    if (s->nwaiters >= MAX_WAITERS) {
-        reply_status(req, 503);
-        return;
-    }
+    if (s->nwaiters >= MAX_WAITERS)
+        goto refuse;
     w = core_calloc(CORE_TAG_HLS, 1, sizeof(*w));
-    if (w == NULL) {
-        evhttp_send_error(req, 500, NULL);
-        return;
-    }
+    if (w == NULL)
+        goto refuse;
     w->timer = evtimer_new(s->h->base, waiter_timeout, w);
     if (w->timer == NULL) {
         core_free(w);
-        evhttp_send_error(req, 500, NULL);
-        return;
+        goto refuse;
     }
     w->s = s;
     w->req = req;
@@ -736,6 +731,16 @@ static void hold(tc_llhls_stream_t *s, struct evhttp_request *req, int kind, uin
         s->waiters->prev = w;
     s->waiters = w;
     s->nwaiters++;
+    return;
+
+refuse:
+    /* a plain request gets the playlist as it is rather than an error */
+    if (fresh)
+        send_media(s, req, q);
+    else if (s->nwaiters >= MAX_WAITERS)
+        reply_status(req, 503);
+    else
+        evhttp_send_error(req, 500, NULL);
 }
 
 static void release_all(tc_llhls_stream_t *s, int code)
