@@ -1268,20 +1268,6 @@ void cache_raft_free(cache_raft_t **rp)
     /* first: the callbacks below may propose again (a client's next
      * pipelined write), which must fail instead of opening a batch */
     r->closing = 1;
-    if (r->cur != NULL) {
-        round_t *b = r->cur;
-
-        r->cur = NULL;
-        raft_free(r->cur_buf);
-        r->cur_buf = NULL;
-        round_complete(r, b, -ESHUTDOWN);
-    }
-    if (r->reads != NULL) {
-        round_t *b = r->reads;
-
-        r->reads = NULL;
-        round_complete(r, b, -ESHUTDOWN);
-    }
     if (r->uv_io != NULL)
         event_free(r->uv_io);
     if (r->uv_timer != NULL)
@@ -1295,6 +1281,22 @@ void cache_raft_free(cache_raft_t **rp)
             uv_run(&r->uv, UV_RUN_ONCE);
     } else if (r->io_ready) {
         r->io.close(&r->io, NULL);
+    }
+    /* after the batches libraft had (their clients' earlier writes), so a
+     * client with pipelined writes in both gets its errors in order */
+    if (r->cur != NULL) {
+        round_t *b = r->cur;
+
+        r->cur = NULL;
+        raft_free(r->cur_buf);
+        r->cur_buf = NULL;
+        round_complete(r, b, -ESHUTDOWN);
+    }
+    if (r->reads != NULL) {
+        round_t *b = r->reads;
+
+        r->reads = NULL;
+        round_complete(r, b, -ESHUTDOWN);
     }
     while (r->admins != NULL)
         admin_finish(r->admins, -ESHUTDOWN);
